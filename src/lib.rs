@@ -1,0 +1,9 @@
+//! vod-uploader: resumable uploads of very large files into a VOD service, from
+//! short-lived WebAssembly functions.
+//!
+//! The crate is a sans-IO core (plain data and functions a test can drive step by
+//! step) plus, on wasm32, the Spin component that drives it.
+
+pub mod hex;
+pub mod protocol;
+pub mod sign;
