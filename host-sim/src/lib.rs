@@ -1,0 +1,18 @@
+//! host-sim: the stand-in for everything vod-uploader talks to but does not own.
+//!
+//! - [`vod`]: a faithful simulator of the VOD server-upload API (`host-sim vod`).
+//! - [`client`]: a minimal native protocol client, for tests, the demo and benchmarks.
+//! - [`demo`] and [`bench`]: the README's main job and the ingest benchmark.
+
+pub mod bench;
+pub mod client;
+pub mod demo;
+pub mod http;
+pub mod vod;
+
+/// Sets up logging to stderr (`RUST_LOG` overrides `default`).
+pub fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}

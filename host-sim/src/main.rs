@@ -1,1 +1,170 @@
-fn main(){}
+//! The `host-sim` command line.
+
+use clap::{Parser, Subcommand};
+use host_sim::vod::{self, faults::FaultKind};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use vod_uploader::protocol::Credentials;
+
+#[derive(Parser)]
+#[command(name = "host-sim", version, about = "Stand-in for the VOD service and the Spin host that vod-uploader runs against")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve a simulator of the VOD server-upload API (legacy v2) on /v2/index.php and /v3/index.php.
+    Vod(VodArgs),
+    /// Print the Base64 API v2 signature of a request (HmacSHA256 when SignatureMethod=HmacSHA256 is among the parameters).
+    Sign(SignArgs),
+    /// Start the simulator, upload a generated sample file to it and verify the stored copy.
+    Demo(host_sim::demo::DemoArgs),
+    /// Measure the simulator's ingest rate: concurrent clients sending 1 MiB UploadParts over loopback.
+    BenchVod(host_sim::bench::BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct VodArgs {
+    /// Address to listen on; port 0 picks a free port. The address is printed once ready.
+    #[arg(long, default_value = "127.0.0.1:9000")]
+    listen: SocketAddr,
+    /// Data directory: SQLite database (sessions, parts, files) and part data.
+    #[arg(long, default_value = ".sim-data/vod")]
+    data: PathBuf,
+    /// Accepted SecretId; repeat together with --secret-key for several key pairs.
+    /// Without any, the built-in development pair is used (see the README).
+    #[arg(long = "secret-id", env = "VOD_SECRET_ID", value_delimiter = ',')]
+    secret_ids: Vec<String>,
+    /// SecretKey of the --secret-id at the same position.
+    #[arg(long = "secret-key", env = "VOD_SECRET_KEY", value_delimiter = ',', hide_env_values = true)]
+    secret_keys: Vec<String>,
+    /// Allowed distance between a request's Timestamp and the server's clock, in seconds.
+    #[arg(long, default_value_t = 300)]
+    timestamp_window: u64,
+    /// InitUpload calls per minute per SecretId (0 = unlimited).
+    #[arg(long, default_value_t = 100)]
+    rate_init: u32,
+    /// UploadPart calls per minute per SecretId (0 = unlimited).
+    #[arg(long, default_value_t = 10_000)]
+    rate_part: u32,
+    /// FinishUpload calls per minute per SecretId (0 = unlimited).
+    #[arg(long, default_value_t = 100)]
+    rate_finish: u32,
+    /// Share of protocol requests (0..1) that meet an injected fault.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
+    fault_rate: f64,
+    /// Narrow the injected faults to these kinds (comma-separated); all kinds when absent.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    fault_kinds: Vec<FaultKind>,
+    /// Seed that makes the injected faults reproducible.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Delay of a "slow" fault, in milliseconds.
+    #[arg(long, default_value_t = 1500)]
+    slow_ms: u64,
+    /// POST the NewFileUpload event here after each finished upload (5 s timeout, 2 retries).
+    #[arg(long)]
+    notify_url: Option<String>,
+    /// App id used in play URLs (http://APP.vod2.myqcloud.com/vodAPP/FILEID/f0.TYPE).
+    #[arg(long, default_value_t = 10013)]
+    app_id: u64,
+}
+
+#[derive(clap::Args)]
+struct SignArgs {
+    /// HTTP method.
+    #[arg(long, default_value = "GET")]
+    method: String,
+    /// Host the request is sent to (as in the Host header).
+    #[arg(long)]
+    host: String,
+    /// Path, e.g. /v2/index.php.
+    #[arg(long, default_value = "/v2/index.php")]
+    path: String,
+    /// SecretKey.
+    #[arg(long, env = "VOD_SECRET_KEY", hide_env_values = true)]
+    key: String,
+    /// Print the string that is signed on stderr too.
+    #[arg(long)]
+    show_string: bool,
+    /// Request parameters, NAME=VALUE with raw (un-encoded) values.
+    #[arg(required = true, value_parser = parse_param)]
+    params: Vec<(String, String)>,
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        _ => Err(format!("{s:?} is not a number from 0 to 1")),
+    }
+}
+
+fn parse_param(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("{s:?} is not NAME=VALUE"))
+}
+
+fn credentials(ids: Vec<String>, keys: Vec<String>) -> anyhow::Result<Vec<Credentials>> {
+    anyhow::ensure!(
+        ids.len() == keys.len(),
+        "--secret-id was given {} times but --secret-key {} times: give them in pairs",
+        ids.len(),
+        keys.len()
+    );
+    if ids.is_empty() {
+        eprintln!("no --secret-id/--secret-key given: accepting the built-in development SecretId {}", vod::DEV_SECRET_ID);
+        return Ok(vec![Credentials::new(vod::DEV_SECRET_ID, vod::DEV_SECRET_KEY)]);
+    }
+    Ok(ids.into_iter().zip(keys).map(|(id, key)| Credentials::new(id, key)).collect())
+}
+
+async fn run_vod(args: VodArgs) -> anyhow::Result<()> {
+    let config = vod::Config {
+        listen: args.listen,
+        data: args.data,
+        credentials: credentials(args.secret_ids, args.secret_keys)?,
+        timestamp_window_secs: args.timestamp_window,
+        limits: vod::ratelimit::Limits { init: args.rate_init, part: args.rate_part, finish: args.rate_finish },
+        faults: vod::faults::Faults::new(args.fault_rate, &args.fault_kinds, args.seed, Duration::from_millis(args.slow_ms)),
+        notify_url: args.notify_url,
+        app_id: args.app_id,
+    };
+    let running = vod::start(config).await?;
+    // Tests and scripts read this line to learn the port.
+    println!("host-sim vod listening on {}", running.addr);
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    // The server logs each call; the one-shot commands only warnings.
+    host_sim::init_logging(if matches!(cli.command, Command::Vod(_)) { "info" } else { "warn" });
+    let result = match cli.command {
+        Command::Vod(args) => run_vod(args).await,
+        Command::Sign(args) => {
+            let params = args.params.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+            if args.show_string {
+                eprintln!("{}", vod_uploader::sign::string_to_sign(&args.method, &args.host, &args.path, params.clone()));
+            }
+            vod_uploader::sign::sign(&args.key, &args.method, &args.host, &args.path, params)
+                .map(|signature| println!("{signature}"))
+                .map_err(anyhow::Error::from)
+        }
+        Command::Demo(args) => host_sim::demo::run(args).await,
+        Command::BenchVod(args) => host_sim::bench::run(args).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,37 @@
+# vod-uploader: the two newcomer commands are `make demo` and `make test`.
+# Both install what they need first (the wasm32-wasip1 target; see .ci/ensure-wasm-target).
+
+CARGO ?= cargo
+WASM_TARGET := wasm32-wasip1
+WASM := target/$(WASM_TARGET)/release/vod_uploader.wasm
+
+.PHONY: setup wasm demo test bench-vod clean
+
+# Ensures the wasm target; remembers which toolchain directory builds wasm (empty for
+# rustup's, /usr/bin for the offline fallback) in target/.wasm-path.
+setup:
+	@mkdir -p target
+	@./.ci/ensure-wasm-target > target/.wasm-setup.out
+	@tail -n 1 target/.wasm-setup.out > target/.wasm-path
+
+# The Spin component, exactly as spin.toml's build command makes it.
+wasm: setup
+	@WASM_PATH=$$(cat target/.wasm-path); \
+	if [ -n "$$WASM_PATH" ]; then export PATH="$$WASM_PATH:$$PATH"; fi; \
+	$(CARGO) build --target $(WASM_TARGET) --release -p vod-uploader
+	@ls -l $(WASM)
+
+# The main job on embedded defaults.
+demo: setup
+	$(CARGO) run -p host-sim -- demo
+
+# Every test: the wasm build, then unit, property and end-to-end tests.
+test: wasm
+	$(CARGO) test --workspace
+
+# The simulator's ingest rate (a benchmark, not a test).
+bench-vod:
+	$(CARGO) run --release -p host-sim -- bench-vod
+
+clean:
+	$(CARGO) clean

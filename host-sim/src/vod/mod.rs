@@ -1,0 +1,405 @@
+//! `host-sim vod`: a faithful simulator of the VOD server-upload API (legacy v2).
+//!
+//! Layout: [`params`] reads and validates requests, [`auth`] checks signatures,
+//! [`store`] keeps sessions, parts and files, [`faults`] and [`ratelimit`] shape the
+//! service's behaviour, [`notify`] sends upload-complete events; this module is the
+//! HTTP handler that ties them together.
+
+pub mod auth;
+pub mod faults;
+pub mod notify;
+pub mod params;
+pub mod ratelimit;
+pub mod reply;
+pub mod store;
+
+use crate::http::{self, Body, Dropped};
+use bytes::Bytes;
+use faults::{FaultKind, Faults};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use md5::Digest as _;
+use params::{Action, Query};
+use reply::{success, Reject};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use store::{Session, Store};
+use vod_uploader::protocol::{Credentials, PART_SIZES};
+
+/// Built-in development key pair, used when none is configured: the simulator is a
+/// local test double, and the demo must run with no set-up. Never a real credential.
+pub const DEV_SECRET_ID: &str = "AKIDvodSimulatorDevelopmentKey";
+/// The key of [`DEV_SECRET_ID`].
+pub const DEV_SECRET_KEY: &str = "vod-simulator-development-secret";
+
+/// Everything the simulator is started with.
+pub struct Config {
+    /// Where to listen; port 0 picks a free one.
+    pub listen: SocketAddr,
+    /// Data directory (SQLite database and part files).
+    pub data: PathBuf,
+    /// Accepted key pairs.
+    pub credentials: Vec<Credentials>,
+    /// Allowed distance of Timestamp from now, in seconds.
+    pub timestamp_window_secs: u64,
+    /// Per-SecretId rate limits.
+    pub limits: ratelimit::Limits,
+    /// Fault injection.
+    pub faults: Faults,
+    /// Where upload-complete events are POSTed.
+    pub notify_url: Option<String>,
+    /// The app id that appears in play URLs.
+    pub app_id: u64,
+}
+
+impl Config {
+    /// Defaults for a data directory: development credentials, documented limits, no
+    /// faults, a free loopback port.
+    pub fn new(data: PathBuf) -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data,
+            credentials: vec![Credentials::new(DEV_SECRET_ID, DEV_SECRET_KEY)],
+            timestamp_window_secs: 300,
+            limits: ratelimit::Limits::default(),
+            faults: Faults::none(),
+            notify_url: None,
+            app_id: 10013,
+        }
+    }
+}
+
+/// The simulator's shared state.
+pub struct State {
+    /// Sessions, parts, files.
+    pub store: Arc<Store>,
+    auth: auth::Auth,
+    limiter: ratelimit::RateLimiter,
+    faults: Faults,
+    notifier: Option<notify::Notifier>,
+    app_id: u64,
+    // Per-fileSha lock: InitUpload and UploadPart share it, FinishUpload holds it
+    // alone, so nothing can write into a session's data file while it is verified and
+    // turned into a file, nor open a new session beside a file just finished.
+    locks: Mutex<HashMap<String, Arc<tokio::sync::RwLock<()>>>>,
+}
+
+/// A running simulator; dropping it stops accepting connections.
+pub struct Running {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    /// Its state, for in-process inspection.
+    pub state: Arc<State>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Running {
+    /// `http://addr/v2/index.php`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}/v2/index.php", self.addr)
+    }
+}
+
+/// Opens the store and starts serving.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let store = Arc::new(Store::open(&config.data)?);
+    let state = Arc::new(State {
+        store,
+        auth: auth::Auth::new(config.credentials, config.timestamp_window_secs),
+        limiter: ratelimit::RateLimiter::new(config.limits),
+        faults: config.faults,
+        notifier: config.notify_url.map(notify::Notifier::new),
+        app_id: config.app_id,
+        locks: Mutex::new(HashMap::new()),
+    });
+    let served = state.clone();
+    let (addr, task) = http::serve(config.listen, move |req| {
+        let state = served.clone();
+        async move { route(state, req).await }
+    })
+    .await?;
+    Ok(Running { addr, state, task })
+}
+
+fn now_unix() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+async fn route(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, Dropped> {
+    let path = req.uri().path().to_owned();
+    match path.as_str() {
+        "/v2/index.php" | "/v3/index.php" => api(state, req).await,
+        "/healthz" => Ok(http::text(StatusCode::OK, "ok\n")),
+        _ => Ok(inspect(&state, req.method(), &path).await),
+    }
+}
+
+/// The protocol endpoint, with fault injection around the real handler.
+async fn api(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, Dropped> {
+    let method = req.method().clone();
+    if method != Method::GET && method != Method::POST {
+        return Ok(http::json(StatusCode::METHOD_NOT_ALLOWED, &json!({"code": -10001, "message": "use GET or POST", "canRetry": 0})));
+    }
+    let q = Query::parse(req.uri().query());
+    let identity = format!(
+        "{}/{}/{}",
+        q.get("Action").unwrap_or(""),
+        q.get("fileSha").unwrap_or("").to_ascii_lowercase(),
+        q.get("offset").unwrap_or("")
+    );
+    let fault = state.faults.decide(&identity);
+    match fault {
+        Some(FaultKind::DropBefore) => return Err(Dropped),
+        Some(FaultKind::Http503) => return Ok(http::text(StatusCode::SERVICE_UNAVAILABLE, "<html><body>503 Service Unavailable</body></html>")),
+        Some(FaultKind::Error) => {
+            let code = if q.get("Action") == Some("FinishUpload") { reply::READ_CACHE } else { reply::WRITE_CACHE };
+            return Ok(http::json(StatusCode::OK, &Reject::cache(code, "injected fault: cache temporarily unavailable").to_json()));
+        }
+        Some(FaultKind::Slow) => tokio::time::sleep(state.faults.slow).await,
+        _ => {}
+    }
+    let host = req
+        .headers()
+        .get(hyper::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+        .unwrap_or_default();
+    let path = req.uri().path().to_owned();
+    let started = Instant::now();
+    let answer = match handle(&state, &method, &host, &path, &q, req.into_body()).await {
+        Ok(v) => v,
+        Err(reject) => reject.to_json(),
+    };
+    tracing::info!(
+        action = q.get("Action").unwrap_or("-"),
+        file_sha = q.get("fileSha").unwrap_or("-"),
+        offset = q.get("offset").unwrap_or("-"),
+        code = answer["code"].as_i64().unwrap_or(0),
+        ms = started.elapsed().as_millis() as u64,
+        fault = ?fault,
+        "vod call"
+    );
+    match fault {
+        Some(FaultKind::DropAfter) => Err(Dropped),
+        Some(FaultKind::Http500) => Ok(http::text(StatusCode::INTERNAL_SERVER_ERROR, "<html><body>500 Internal Server Error</body></html>")),
+        _ => Ok(http::json(StatusCode::OK, &answer)),
+    }
+}
+
+async fn handle(state: &Arc<State>, method: &Method, host: &str, path: &str, q: &Query, body: Incoming) -> Result<Value, Reject> {
+    let common = params::common(q)?;
+    if common.action == Action::UploadPart && method != Method::POST {
+        return Err(Reject::common("UploadPart must be sent by POST with the part as the body"));
+    }
+    state.auth.check(&common, method.as_str(), host, path, q, now_unix())?;
+    state.limiter.take(&common.secret_id, common.action, Instant::now()).map_err(|limit| {
+        Reject::rate_limited(format!(
+            "rate limit exceeded: at most {limit} {} calls per minute per SecretId",
+            common.action.as_str()
+        ))
+    })?;
+    match common.action {
+        Action::InitUpload => init(state, q).await,
+        Action::UploadPart => upload_part(state, q, body).await,
+        Action::FinishUpload => finish(state, q).await,
+    }
+}
+
+impl State {
+    fn lock_for(&self, file_sha: &str) -> Arc<tokio::sync::RwLock<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(file_sha.to_owned()).or_default().clone()
+    }
+
+    fn file_id_for(&self, file_sha: &str) -> String {
+        // Deterministic per SHA-1 and app: 19 decimal digits, like the service's ids.
+        let digest = sha1::Sha1::digest(format!("{}:{file_sha}", self.app_id));
+        let n = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
+        (1_000_000_000_000_000_000 + n % 8_000_000_000_000_000_000).to_string()
+    }
+
+    fn url_for(&self, file_id: &str, file_type: &str) -> String {
+        format!("http://{app}.vod2.myqcloud.com/vod{app}/{file_id}/f0.{file_type}", app = self.app_id)
+    }
+}
+
+async fn init(state: &Arc<State>, q: &Query) -> Result<Value, Reject> {
+    let p = params::init(q)?;
+    let lock = state.lock_for(&p.file_sha);
+    let _shared = lock.read().await;
+    if let Some(file) = state.store.file_by_sha(&p.file_sha)? {
+        return Ok(success(2, json!({ "fileId": file.file_id, "url": file.url })));
+    }
+    let (session, created) = state.store.create_session(&Session {
+        file_sha: p.file_sha.clone(),
+        file_name: p.file_name,
+        file_type: p.file_type,
+        file_size: p.file_size,
+        data_size: p.data_size,
+        tags: p.tags,
+        class_id: p.class_id,
+        flags: p.flags,
+        created_at: now_unix(),
+    })?;
+    if session.file_size != p.file_size {
+        return Err(Reject::param(format!(
+            "fileSize {} differs from fileSize {} of the open session for this fileSha",
+            p.file_size, session.file_size
+        )));
+    }
+    if created {
+        return Ok(success(0, json!({})));
+    }
+    let parts = state.store.parts(&p.file_sha)?;
+    Ok(success(1, json!({ "dataSize": session.data_size, "listParts": parts })))
+}
+
+/// Reads at most `limit` bytes of body; `Err` if it is longer.
+async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, Reject> {
+    use http_body_util::BodyExt;
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(Reject::body(format!("body is longer than the largest part size ({limit} bytes)")))
+        }
+        Err(e) => Err(Reject::body(format!("body could not be read: {e}"))),
+    }
+}
+
+async fn upload_part(state: &Arc<State>, q: &Query, body: Incoming) -> Result<Value, Reject> {
+    let max_part = PART_SIZES[PART_SIZES.len() - 1] as usize;
+    let bytes = read_body(body, max_part).await?;
+    let p = params::part(q)?;
+    let lock = state.lock_for(&p.file_sha);
+    let _shared = lock.read().await;
+    let Some(session) = state.store.session(&p.file_sha)? else {
+        return Err(match state.store.file_by_sha(&p.file_sha)? {
+            Some(file) => Reject::param(format!("fileSha {} is already finished as fileId {}", p.file_sha, file.file_id)),
+            None => Reject::param(format!("fileSha {} has no upload session: call InitUpload first", p.file_sha)),
+        });
+    };
+    if p.offset >= session.file_size {
+        return Err(Reject::param(format!("offset {} is not inside the file (fileSize {})", p.offset, session.file_size)));
+    }
+    if p.offset % session.data_size != 0 {
+        return Err(Reject::param(format!(
+            "offset {} is not a multiple of the session's dataSize {}",
+            p.offset, session.data_size
+        )));
+    }
+    let expected = session.part_len(p.offset);
+    if p.data_size != expected {
+        return Err(Reject::param(format!(
+            "dataSize {} is wrong for the part at offset {}: it must be {expected} (session dataSize {}, fileSize {})",
+            p.data_size, p.offset, session.data_size, session.file_size
+        )));
+    }
+    if bytes.len() as u64 != p.data_size {
+        return Err(Reject::body(format!("body is {} bytes but dataSize is {}", bytes.len(), p.data_size)));
+    }
+    let md5 = vod_uploader::hex::encode(&md5::Md5::digest(&bytes));
+    if md5 != p.data_md5 {
+        return Err(Reject::body(format!("body MD5 {md5} does not match dataMd5 {}", p.data_md5)));
+    }
+    let store = state.store.clone();
+    let sha = p.file_sha.clone();
+    tokio::task::spawn_blocking(move || store.put_part(&sha, p.offset, &bytes, &md5))
+        .await
+        .map_err(|e| Reject::cache(reply::WRITE_CACHE, format!("part write failed: {e}")))?
+        .map_err(|e| Reject::cache(reply::WRITE_CACHE, format!("part write failed: {e}")))?;
+    Ok(success(0, json!({})))
+}
+
+async fn finish(state: &Arc<State>, q: &Query) -> Result<Value, Reject> {
+    let sha = params::file_sha(q)?;
+    let lock = state.lock_for(&sha);
+    let _exclusive = lock.write().await;
+    if let Some(file) = state.store.file_by_sha(&sha)? {
+        return Ok(success(0, json!({ "fileId": file.file_id, "url": file.url, "sessionInfo": {} })));
+    }
+    let Some(session) = state.store.session(&sha)? else {
+        return Err(Reject::param(format!("fileSha {sha} has no upload session: call InitUpload first")));
+    };
+    let held: HashMap<u64, u64> = state.store.parts(&sha)?.into_iter().map(|p| (p.offset, p.size)).collect();
+    let missing: Vec<u64> = (0..session.part_count())
+        .map(|i| i * session.data_size)
+        .filter(|offset| held.get(offset) != Some(&session.part_len(*offset)))
+        .collect();
+    if !missing.is_empty() {
+        let shown: Vec<String> = missing.iter().take(8).map(u64::to_string).collect();
+        return Err(Reject::param(format!(
+            "{} of {} parts are missing (offsets {}{}); upload them before FinishUpload",
+            missing.len(),
+            session.part_count(),
+            shown.join(", "),
+            if missing.len() > shown.len() { ", ..." } else { "" }
+        )));
+    }
+    let store = state.store.clone();
+    let (hash_sha, size) = (sha.clone(), session.file_size);
+    let actual = tokio::task::spawn_blocking(move || store.hash_data(&hash_sha, size))
+        .await
+        .map_err(|e| Reject::cache(reply::READ_CACHE, format!("reading the parts failed: {e}")))??;
+    if actual != sha {
+        return Err(Reject::param(format!(
+            "fileSha {sha} does not match the SHA-1 of the uploaded parts ({actual}); the session stays open"
+        )));
+    }
+    let file_id = state.file_id_for(&sha);
+    let url = state.url_for(&file_id, &session.file_type);
+    let file = state.store.finish(&session, &file_id, &url, now_unix())?;
+    if let Some(notifier) = &state.notifier {
+        notifier.upload_complete(&file);
+    }
+    Ok(success(0, json!({ "fileId": file.file_id, "url": file.url, "sessionInfo": {} })))
+}
+
+/// Inspection endpoints for tests and users, outside the protocol's paths.
+async fn inspect(state: &State, method: &Method, path: &str) -> Response<Body> {
+    let not_found = |what: String| http::json(StatusCode::NOT_FOUND, &json!({"error": {"code": "not_found", "message": what}}));
+    if method != Method::GET {
+        return http::json(StatusCode::METHOD_NOT_ALLOWED, &json!({"error": {"code": "method_not_allowed", "message": "inspection endpoints are GET only"}}));
+    }
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let result: Result<Response<Body>, Reject> = (|| match segments.as_slice() {
+        ["sim", "files"] => Ok(http::json(StatusCode::OK, &json!({ "files": state.store.files()? }))),
+        ["sim", "files", id] => Ok(match state.store.file_by_id(id)? {
+            Some(file) => http::file(state.store.data_path(&file.file_sha), file.file_size),
+            None => not_found(format!("no finished file with fileId {id}")),
+        }),
+        ["sim", "sessions", sha] => {
+            let sha = sha.to_ascii_lowercase();
+            if let Some(file) = state.store.file_by_sha(&sha)? {
+                return Ok(http::json(StatusCode::OK, &json!({"fileSha": sha, "state": "finished", "file": file})));
+            }
+            Ok(match state.store.session(&sha)? {
+                Some(s) => {
+                    let parts = state.store.parts(&sha)?;
+                    http::json(
+                        StatusCode::OK,
+                        &json!({
+                            "fileSha": sha, "state": "open", "fileName": s.file_name, "fileType": s.file_type,
+                            "fileSize": s.file_size, "dataSize": s.data_size, "tags": s.tags, "classId": s.class_id,
+                            "isTranscode": s.flags[0] as u8, "isScreenshot": s.flags[1] as u8, "isWatermark": s.flags[2] as u8,
+                            "partsTotal": s.part_count(), "partsHeld": parts.len(), "parts": parts,
+                        }),
+                    )
+                }
+                None => not_found(format!("no session or file for fileSha {sha}")),
+            })
+        }
+        _ => Ok(not_found(format!("no route {path}"))),
+    })();
+    result.unwrap_or_else(|e| http::json(StatusCode::INTERNAL_SERVER_ERROR, &json!({"error": {"code": "storage", "message": e.message}})))
+}
