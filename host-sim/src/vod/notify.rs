@@ -12,6 +12,9 @@ pub const TIMEOUT: Duration = Duration::from_secs(5);
 /// Retries after the first attempt.
 pub const RETRIES: u32 = 2;
 
+/// Pause before the first retry (doubled before the second).
+pub const RETRY_DELAY: Duration = Duration::from_millis(200);
+
 /// Sends events to one URL.
 pub struct Notifier {
     url: String,
@@ -50,6 +53,9 @@ impl Notifier {
         let (url, client, file_id) = (self.url.clone(), self.client.clone(), file.file_id.clone());
         tokio::spawn(async move {
             for attempt in 0..=RETRIES {
+                if attempt > 0 {
+                    tokio::time::sleep(RETRY_DELAY * attempt).await;
+                }
                 let request = hyper::Request::post(&url)
                     .header("content-type", "application/json")
                     .body(http::full(body.clone()));
