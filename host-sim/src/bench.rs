@@ -5,6 +5,7 @@
 use crate::client::VodClient;
 use crate::vod;
 use bytes::Bytes;
+use md5::Digest as _;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -20,6 +21,10 @@ pub struct BenchArgs {
     /// Total bytes sent, in MiB (one 1 MiB part each).
     #[arg(long, default_value_t = 2048)]
     pub total_mib: u64,
+    /// Parent of the simulator's data directory; a tmpfs (the default, /dev/shm when
+    /// present) keeps the disk's write-back speed out of the figures.
+    #[arg(long)]
+    pub data_parent: Option<std::path::PathBuf>,
     /// Where to write the JSON results.
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,
@@ -38,7 +43,11 @@ fn cpu_seconds(pid: &str) -> anyhow::Result<f64> {
 
 /// Runs the benchmark and prints its table.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let data = tempfile::tempdir()?;
+    let parent = args.data_parent.clone().unwrap_or_else(|| {
+        let shm = std::path::PathBuf::from("/dev/shm");
+        if shm.is_dir() { shm } else { std::env::temp_dir() }
+    });
+    let data = tempfile::tempdir_in(&parent)?;
     let mut child = Command::new(std::env::current_exe()?)
         .args(["vod", "--listen", "127.0.0.1:0", "--rate-part", "0", "--rate-init", "0", "--data"])
         .arg(data.path())
@@ -82,7 +91,13 @@ async fn measure(args: &BenchArgs, addr: &str, pid: &str) -> anyhow::Result<(f64
     let parts = args.total_mib;
     // Distinct part bodies, made before the clock starts; the fileSha is never
     // finished, so it need not match them.
-    let bodies: Vec<Bytes> = (0..16u8).map(|i| Bytes::from(vec![i.wrapping_mul(37); 1 << 20])).collect();
+    let bodies: Vec<(Bytes, String)> = (0..16u8)
+        .map(|i| {
+            let body = vec![i.wrapping_mul(37); 1 << 20];
+            let md5 = vod_uploader::hex::encode(&md5::Md5::digest(&body));
+            (Bytes::from(body), md5)
+        })
+        .collect();
     let file_sha = format!("{:040x}", rand::random::<u128>());
     let answer = client
         .init(InitUpload {
@@ -105,7 +120,8 @@ async fn measure(args: &BenchArgs, addr: &str, pid: &str) -> anyhow::Result<(f64
         tasks.spawn(async move {
             let mut part = c;
             while part < parts {
-                client.part(&sha, part << 20, bodies[(part % 16) as usize].clone()).await?;
+                let (body, md5) = bodies[(part % 16) as usize].clone();
+                client.part_with_md5(&sha, part << 20, body, md5).await?;
                 part += clients;
             }
             anyhow::Ok(())

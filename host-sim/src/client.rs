@@ -135,11 +135,17 @@ impl VodClient {
 
     /// UploadPart with `bytes` at `offset`.
     pub async fn part(&self, file_sha: &str, offset: u64, bytes: Bytes) -> Result<(), CallError> {
+        let md5 = vod_uploader::hex::encode(&md5::Md5::digest(&bytes));
+        self.part_with_md5(file_sha, offset, bytes, md5).await
+    }
+
+    /// UploadPart with `bytes` at `offset` whose MD5 the caller already knows.
+    pub async fn part_with_md5(&self, file_sha: &str, offset: u64, bytes: Bytes, md5: String) -> Result<(), CallError> {
         let call = Call::UploadPart(UploadPart {
             file_sha: file_sha.to_owned(),
             offset,
             data_size: bytes.len() as u64,
-            data_md5: vod_uploader::hex::encode(&md5::Md5::digest(&bytes)),
+            data_md5: md5,
         });
         self.call(&call, Some(bytes), protocol::parse_part).await
     }

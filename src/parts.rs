@@ -1,0 +1,112 @@
+//! Part arithmetic: how a file of `file_size` bytes splits into parts of `part_size`.
+//! Every part has `part_size` bytes but the last, which has the 1..=`part_size` left.
+
+use std::ops::Range;
+
+/// A file cut into parts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    file_size: u64,
+    part_size: u64,
+}
+
+impl Layout {
+    /// `None` when either size is zero.
+    pub fn new(file_size: u64, part_size: u64) -> Option<Self> {
+        (file_size > 0 && part_size > 0).then_some(Layout { file_size, part_size })
+    }
+
+    /// The file's size.
+    pub fn file_size(&self) -> u64 {
+        self.file_size
+    }
+
+    /// The size of every part but the last.
+    pub fn part_size(&self) -> u64 {
+        self.part_size
+    }
+
+    /// How many parts there are (at least one).
+    pub fn count(&self) -> u64 {
+        self.file_size.div_ceil(self.part_size)
+    }
+
+    /// Where part `index` starts.
+    pub fn offset(&self, index: u64) -> u64 {
+        index * self.part_size
+    }
+
+    /// The bytes of part `index`; empty past the end.
+    pub fn range(&self, index: u64) -> Range<u64> {
+        let start = self.offset(index).min(self.file_size);
+        start..(start + self.part_size).min(self.file_size)
+    }
+
+    /// The length of part `index` (0 past the end).
+    pub fn len(&self, index: u64) -> u64 {
+        let r = self.range(index);
+        r.end - r.start
+    }
+
+    /// The part that starts at `offset`, if one does.
+    pub fn index_at(&self, offset: u64) -> Option<u64> {
+        (offset % self.part_size == 0 && offset < self.file_size).then(|| offset / self.part_size)
+    }
+
+    /// The part that holds byte `offset`.
+    pub fn index_holding(&self, offset: u64) -> u64 {
+        offset / self.part_size
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn the_documented_example() {
+        let l = Layout::new(6_000_000, 1_048_576).unwrap();
+        assert_eq!(l.count(), 6);
+        assert_eq!(l.range(5), 5_242_880..6_000_000);
+        assert_eq!(l.len(5), 757_120);
+        assert_eq!(l.index_at(4_194_304), Some(4));
+        assert_eq!(l.index_at(4_194_305), None);
+        assert_eq!(l.index_at(6_291_456), None);
+        assert!(Layout::new(0, 1).is_none() && Layout::new(1, 0).is_none());
+    }
+
+    proptest! {
+        #[test]
+        fn parts_tile_the_file(
+            part in prop::sample::select(vec![524_288u64, 1_048_576, 1, 7]),
+            parts in 1u64..3000,
+            extra in any::<u64>(),
+        ) {
+            let size = (parts - 1) * part + 1 + extra % part;
+            let l = Layout::new(size, part).unwrap();
+            prop_assert_eq!(l.count(), parts);
+            let mut next = 0;
+            for i in 0..l.count() {
+                let r = l.range(i);
+                prop_assert_eq!(r.start, next);
+                prop_assert!(r.end > r.start);
+                if i + 1 < l.count() { prop_assert_eq!(l.len(i), part); } else { prop_assert!(l.len(i) <= part); }
+                prop_assert_eq!(l.index_at(r.start), Some(i));
+                prop_assert_eq!(l.index_holding(r.end - 1), i);
+                next = r.end;
+            }
+            prop_assert_eq!(next, size);
+            prop_assert_eq!(l.len(l.count()), 0);
+        }
+
+        #[test]
+        fn count_and_last_part_for_huge_files(size in 1u64..(1 << 46), part in prop::sample::select(vec![524_288u64, 1_048_576])) {
+            let l = Layout::new(size, part).unwrap();
+            let last = l.count() - 1;
+            prop_assert_eq!(l.range(last).end, size);
+            prop_assert!(l.len(last) >= 1 && l.len(last) <= part);
+            prop_assert_eq!(last * part + l.len(last), size);
+        }
+    }
+}
