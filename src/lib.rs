@@ -4,8 +4,10 @@
 //! The crate is a sans-IO core (plain data and functions a test can drive step by
 //! step) plus, on wasm32, the Spin component that drives it.
 
+pub mod checkpoint;
 pub mod hasher;
 pub mod hex;
 pub mod parts;
 pub mod protocol;
 pub mod sign;
+pub mod source;

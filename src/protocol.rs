@@ -9,6 +9,12 @@ use std::fmt;
 /// The part sizes the protocol allows (`dataSize` of InitUpload).
 pub const PART_SIZES: [u64; 2] = [524_288, 1_048_576];
 
+/// Characters the documents forbid in fileName.
+pub const FORBIDDEN_NAME_CHARS: &[char] = &['\\', '/', ':', '*', '?', '"', '<', '>', '|'];
+
+/// fileName's limit in bytes (the extension is not part of it).
+pub const MAX_FILE_NAME_BYTES: usize = 40;
+
 /// The documented endpoint of the service.
 pub const DEFAULT_ENDPOINT: &str = "https://vod2.qcloud.com/v2/index.php";
 

@@ -3,7 +3,7 @@
 
 use super::reply::Reject;
 use vod_uploader::hex;
-use vod_uploader::protocol::PART_SIZES;
+use vod_uploader::protocol::{FORBIDDEN_NAME_CHARS, MAX_FILE_NAME_BYTES, PART_SIZES};
 
 /// The decoded query string, in order, names as sent.
 #[derive(Debug, Clone, Default)]
@@ -11,10 +11,6 @@ pub struct Query {
     pairs: Vec<(String, String)>,
 }
 
-/// Characters the documents forbid in fileName.
-pub const FORBIDDEN_NAME_CHARS: &[char] = &['\\', '/', ':', '*', '?', '"', '<', '>', '|'];
-/// fileName's limit in bytes.
-pub const MAX_FILE_NAME_BYTES: usize = 40;
 /// At most this many tags.
 pub const MAX_TAGS: usize = 16;
 /// A tag's limit in characters.

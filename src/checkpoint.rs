@@ -1,0 +1,455 @@
+//! The checkpoint: what is kept in the key-value store between invocations.
+//!
+//! Per upload there is one small main record (`vu1/{id}`), the single commit point,
+//! plus complete chunks of part MD5s (`vu1/{id}/md5/{k}`, 4096 MD5s = 64 KiB each).
+//! The MD5s of the chunk still being filled live in the main record itself, so a
+//! record always describes exactly the MD5s it vouches for. A complete chunk's content
+//! is determined by the source alone (which must not change), so two invocations that
+//! race on one upload write identical chunks: the worst a race can do is make a record
+//! step back, which costs repeated work, never a wrong byte.
+//!
+//! For a 50 GiB file in 512 KiB parts that is 25 chunk keys; keys stay far below 255
+//! bytes and values far below 1 MB (see the size test at the bottom).
+
+use crate::hasher::{PartMd5, SavedHasher};
+use crate::source::{Identity, Source};
+use serde::{Deserialize, Serialize};
+
+/// Version of the stored format; a record of another version is refused, not misread.
+/// Version 1 stores sha1/md-5 0.11 serialized digest states.
+pub const FORMAT: u32 = 1;
+
+/// MD5s per chunk key.
+pub const MD5S_PER_CHUNK: u64 = 4096;
+
+/// Prefix of every key this component writes.
+pub const KEY_PREFIX: &str = "vu1/";
+
+/// The main record's key.
+pub fn record_key(id: &str) -> String {
+    format!("{KEY_PREFIX}{id}")
+}
+
+/// The key of MD5 chunk `k`.
+pub fn md5_chunk_key(id: &str, k: u64) -> String {
+    format!("{KEY_PREFIX}{id}/md5/{k}")
+}
+
+/// The upload id of a main record's key (not of an auxiliary key).
+pub fn id_of_record_key(key: &str) -> Option<&str> {
+    key.strip_prefix(KEY_PREFIX).filter(|id| !id.is_empty() && !id.contains('/'))
+}
+
+/// What the user asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Spec {
+    /// Where the bytes come from.
+    pub source: Source,
+    /// fileName (valid for the protocol).
+    pub file_name: String,
+    /// fileType.
+    pub file_type: String,
+    /// tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// classId.
+    #[serde(default)]
+    pub class_id: Option<u64>,
+    /// isTranscode.
+    #[serde(default)]
+    pub is_transcode: bool,
+    /// isScreenshot.
+    #[serde(default)]
+    pub is_screenshot: bool,
+    /// isWatermark.
+    #[serde(default)]
+    pub is_watermark: bool,
+    /// Part size asked for.
+    pub data_size: u64,
+}
+
+/// Where an upload is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// Created; no work done yet.
+    Pending,
+    /// Computing the SHA-1 and part MD5s.
+    Hashing,
+    /// Sending parts.
+    Uploading,
+    /// Asking the service to assemble the file.
+    Finishing,
+    /// The service has the file.
+    Done,
+    /// Stopped for good; `error` says why.
+    Failed,
+    /// Cancelled by the user.
+    Cancelled,
+}
+
+impl State {
+    /// Done, failed or cancelled: no more work.
+    pub fn is_final(self) -> bool {
+        matches!(self, State::Done | State::Failed | State::Cancelled)
+    }
+}
+
+/// Why an upload failed or is waiting.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobError {
+    /// Stable error code (see `error::codes`).
+    pub code: String,
+    /// What happened, for people.
+    pub message: String,
+    /// Whether a later invocation may get past it.
+    pub retryable: bool,
+    /// The VOD service's own code, when it said no.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vod_code: Option<i64>,
+}
+
+/// Counters of what the upload cost, over all its invocations.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stats {
+    /// Requests to the source.
+    pub source_requests: u64,
+    /// Bytes read from the source.
+    pub source_bytes: u64,
+    /// Requests to the VOD service.
+    pub vod_requests: u64,
+    /// Key-value writes.
+    pub kv_writes: u64,
+}
+
+mod b64 {
+    use base64::{engine::general_purpose::STANDARD, Engine as _};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = <&str>::deserialize(d)?;
+        STANDARD.decode(text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The hashing pass's saved state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HashState {
+    /// Bytes hashed.
+    pub offset: u64,
+    /// SHA-1 state.
+    #[serde(with = "b64")]
+    pub sha1: Vec<u8>,
+    /// MD5 state of the part in progress.
+    #[serde(with = "b64")]
+    pub part_md5: Vec<u8>,
+}
+
+impl From<SavedHasher> for HashState {
+    fn from(s: SavedHasher) -> Self {
+        HashState { offset: s.offset, sha1: s.sha1, part_md5: s.part_md5 }
+    }
+}
+
+impl From<&HashState> for SavedHasher {
+    fn from(s: &HashState) -> Self {
+        SavedHasher { offset: s.offset, sha1: s.sha1.clone(), part_md5: s.part_md5.clone() }
+    }
+}
+
+/// The main record of one upload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Record {
+    /// [`FORMAT`].
+    pub format: u32,
+    /// The upload's id.
+    pub id: String,
+    /// What was asked for.
+    pub spec: Spec,
+    /// The source's identity at creation.
+    pub identity: Identity,
+    /// Where the upload is.
+    pub state: State,
+    /// The hashing pass, while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hashing: Option<HashState>,
+    /// Part size the stored MD5s were computed for.
+    pub md5_part_size: u64,
+    /// Complete MD5 chunks stored under their own keys.
+    pub md5_chunks: u64,
+    /// MD5s after the complete chunks (16 bytes each).
+    #[serde(with = "b64")]
+    pub md5_tail: Vec<u8>,
+    /// The file's SHA-1 once hashed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_sha: Option<String>,
+    /// The session's part size (the service's, once InitUpload answered).
+    pub part_size: u64,
+    /// Whether InitUpload has answered for this upload.
+    pub session: bool,
+    /// Every part below this index is uploaded.
+    pub done_below: u64,
+    /// Uploaded parts at or above `done_below`.
+    #[serde(default)]
+    pub done_above: Vec<u64>,
+    /// fileId once done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_id: Option<String>,
+    /// Play URL once done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Why it failed, or what it is waiting out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<JobError>,
+    /// Unix seconds before which another attempt is pointless.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
+    /// Invocations that worked on it.
+    pub invocations: u64,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// Unix seconds.
+    pub updated_at: u64,
+    /// Source read rate seen (bytes/s), to size the next ranged read.
+    #[serde(default)]
+    pub read_rate: u64,
+    /// What it cost.
+    #[serde(default)]
+    pub stats: Stats,
+}
+
+/// A stored record that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadRecord(pub String);
+
+impl std::fmt::Display for BadRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "stored checkpoint is unusable: {}", self.0)
+    }
+}
+
+impl std::error::Error for BadRecord {}
+
+impl Record {
+    /// Serializes for the store.
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("records serialize")
+    }
+
+    /// Reads a stored record, refusing other format versions.
+    pub fn decode(bytes: &[u8]) -> Result<Record, BadRecord> {
+        #[derive(Deserialize)]
+        struct Version {
+            format: u32,
+        }
+        let version: Version = serde_json::from_slice(bytes).map_err(|e| BadRecord(e.to_string()))?;
+        if version.format != FORMAT {
+            return Err(BadRecord(format!("format {} is not the supported format {FORMAT}", version.format)));
+        }
+        let record: Record = serde_json::from_slice(bytes).map_err(|e| BadRecord(e.to_string()))?;
+        if record.md5_tail.len() % 16 != 0 || record.md5_tail.len() as u64 > 16 * MD5S_PER_CHUNK {
+            return Err(BadRecord("MD5 tail has a bad length".into()));
+        }
+        Ok(record)
+    }
+
+    /// How many part MD5s are stored.
+    pub fn md5_count(&self) -> u64 {
+        self.md5_chunks * MD5S_PER_CHUNK + self.md5_tail.len() as u64 / 16
+    }
+
+    /// Appends MD5s; returns the chunk writes (key, value) that must be stored
+    /// **before** this record is.
+    pub fn push_md5s(&mut self, md5s: &[PartMd5]) -> Vec<(String, Vec<u8>)> {
+        let mut writes = Vec::new();
+        for md5 in md5s {
+            self.md5_tail.extend_from_slice(md5);
+            if self.md5_tail.len() as u64 == 16 * MD5S_PER_CHUNK {
+                writes.push((md5_chunk_key(&self.id, self.md5_chunks), std::mem::take(&mut self.md5_tail)));
+                self.md5_chunks += 1;
+            }
+        }
+        writes
+    }
+
+    /// Drops every stored MD5 (they were for another part size).
+    pub fn clear_md5s(&mut self) {
+        self.md5_chunks = 0;
+        self.md5_tail.clear();
+    }
+
+    /// The MD5 of part `index` if it is in the tail; `Err(k)` names the chunk key
+    /// index to load when it is in a complete chunk; `Ok(None)` when not stored.
+    pub fn md5_in_tail(&self, index: u64) -> Result<Option<PartMd5>, u64> {
+        if index < self.md5_chunks * MD5S_PER_CHUNK {
+            return Err(index / MD5S_PER_CHUNK);
+        }
+        let at = ((index - self.md5_chunks * MD5S_PER_CHUNK) * 16) as usize;
+        Ok(self.md5_tail.get(at..at + 16).map(|s| s.try_into().expect("16 bytes")))
+    }
+
+    /// Every key of this upload: the record and its chunks.
+    pub fn keys(&self) -> Vec<String> {
+        let mut keys = vec![record_key(&self.id)];
+        keys.extend((0..self.md5_chunks).map(|k| md5_chunk_key(&self.id, k)));
+        keys
+    }
+
+    /// Whether part `index` is uploaded.
+    pub fn is_part_done(&self, index: u64) -> bool {
+        index < self.done_below || self.done_above.contains(&index)
+    }
+
+    /// Marks part `index` uploaded, keeping `done_above` small by moving the
+    /// watermark over every contiguous done part.
+    pub fn mark_part_done(&mut self, index: u64) {
+        if self.is_part_done(index) {
+            return;
+        }
+        self.done_above.push(index);
+        self.done_above.sort_unstable();
+        while let Some(pos) = self.done_above.iter().position(|&i| i == self.done_below) {
+            self.done_above.remove(pos);
+            self.done_below += 1;
+        }
+    }
+
+    /// How many parts are uploaded.
+    pub fn parts_done(&self) -> u64 {
+        self.done_below + self.done_above.len() as u64
+    }
+}
+
+/// MD5 `i` of a stored chunk value.
+pub fn md5_in_chunk(chunk: &[u8], index: u64) -> Option<PartMd5> {
+    let at = ((index % MD5S_PER_CHUNK) * 16) as usize;
+    chunk.get(at..at + 16).map(|s| s.try_into().expect("16 bytes"))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    pub(crate) fn record(size: u64, part: u64) -> Record {
+        Record {
+            format: FORMAT,
+            id: "0123456789abcdef0123".into(),
+            spec: Spec {
+                source: Source::Url(format!("https://bucket.s3.amazonaws.com/{}?X-Amz-Signature={}", "v".repeat(200), "s".repeat(64))),
+                file_name: "n".repeat(40),
+                file_type: "mp4".into(),
+                tags: vec!["t".repeat(32); 16],
+                class_id: Some(u64::MAX),
+                is_transcode: true,
+                is_screenshot: true,
+                is_watermark: true,
+                data_size: part,
+            },
+            identity: Identity { size, etag: Some(format!("\"{}\"", "e".repeat(64))), last_modified: Some("Wed, 21 Oct 2015 07:28:00 GMT".into()) },
+            state: State::Hashing,
+            hashing: Some(HashState { offset: 0, sha1: vec![0; 92], part_md5: vec![0; 88] }),
+            md5_part_size: part,
+            md5_chunks: 0,
+            md5_tail: Vec::new(),
+            file_sha: Some("f".repeat(40)),
+            part_size: part,
+            session: false,
+            done_below: 0,
+            done_above: Vec::new(),
+            file_id: None,
+            url: None,
+            error: None,
+            retry_after: None,
+            invocations: 0,
+            created_at: 1,
+            updated_at: 2,
+            read_rate: 0,
+            stats: Stats::default(),
+        }
+    }
+
+    #[test]
+    fn worst_case_sizes_for_large_files() {
+        for (size, part) in [(10u64 << 30, 1_048_576u64), (10 << 30, 524_288), (50 << 30, 524_288)] {
+            let mut r = record(size, part);
+            let parts = size.div_ceil(part);
+            // Worst moment: the tail one MD5 short of a full chunk, a worst-case
+            // error, and a full concurrency's worth of out-of-order done parts.
+            r.md5_chunks = parts / MD5S_PER_CHUNK;
+            r.md5_tail = vec![0xab; 16 * (MD5S_PER_CHUNK as usize - 1)];
+            r.done_above = (0..64).map(|i| parts - 1 - i).collect();
+            r.error = Some(JobError { code: "vod_rejected".into(), message: "m".repeat(500), retryable: true, vod_code: Some(-10003) });
+            let record_bytes = r.encode().len();
+            let keys = r.keys();
+            let longest_key = keys.iter().map(String::len).max().unwrap();
+            println!(
+                "checkpoint for {} GiB in {} KiB parts: main record {} bytes (worst case), {} MD5 chunk keys of {} bytes, longest key {} bytes",
+                size >> 30, part >> 10, record_bytes, r.md5_chunks, 16 * MD5S_PER_CHUNK, longest_key
+            );
+            assert!(record_bytes < 128 * 1024, "record {record_bytes} bytes");
+            assert!(16 * MD5S_PER_CHUNK <= 64 * 1024);
+            assert!(longest_key < 255);
+            assert!(keys.len() <= 26);
+            assert_eq!(Record::decode(&r.encode()).unwrap(), r);
+        }
+    }
+
+    #[test]
+    fn other_versions_and_garbage_are_refused() {
+        let mut r = record(10, 4);
+        r.format = 2;
+        assert!(Record::decode(&r.encode()).unwrap_err().0.contains("format 2"));
+        assert!(Record::decode(b"{").is_err());
+        let mut r = record(10, 4);
+        r.md5_tail = vec![1; 15];
+        assert!(Record::decode(&r.encode()).is_err());
+    }
+
+    proptest! {
+        /// MD5s pushed in any batches land in chunks and tail so that every index reads
+        /// back the MD5 pushed for it, and the record survives the store round-trip.
+        #[test]
+        fn md5_storage_round_trips(batches in proptest::collection::vec(0usize..3000, 1..8)) {
+            let mut r = record(1 << 40, 1);
+            let mut chunks = std::collections::HashMap::new();
+            let mut n = 0u64;
+            for b in batches {
+                let md5s: Vec<PartMd5> = (n..n + b as u64).map(|i| { let mut m = [0u8; 16]; m[..8].copy_from_slice(&i.to_le_bytes()); m }).collect();
+                n += b as u64;
+                for (key, value) in r.push_md5s(&md5s) { chunks.insert(key, value); }
+                r = Record::decode(&r.encode()).unwrap();
+            }
+            prop_assert_eq!(r.md5_count(), n);
+            for i in (0..n).step_by(97).chain(n.checked_sub(1)) {
+                let md5 = match r.md5_in_tail(i) {
+                    Ok(m) => m.unwrap(),
+                    Err(k) => md5_in_chunk(&chunks[&md5_chunk_key(&r.id, k)], i).unwrap(),
+                };
+                prop_assert_eq!(&md5[..8], &i.to_le_bytes()[..]);
+            }
+            prop_assert_eq!(r.md5_in_tail(n), Ok(None));
+        }
+
+        /// Marking parts done in any order keeps `done_above` free of parts below the
+        /// watermark and counts each part once.
+        #[test]
+        fn done_parts_watermark(order in Just((0u64..200).collect::<Vec<_>>()).prop_shuffle(), upto in 0usize..200) {
+            let mut r = record(200, 1);
+            for &i in &order[..upto] { r.mark_part_done(i); r.mark_part_done(i); }
+            prop_assert_eq!(r.parts_done(), upto as u64);
+            for &i in &order[..upto] { prop_assert!(r.is_part_done(i)); }
+            for &i in &order[upto..] { prop_assert!(!r.is_part_done(i)); }
+            prop_assert!(r.done_above.iter().all(|&i| i > r.done_below));
+        }
+    }
+}
