@@ -219,6 +219,9 @@ pub struct Record {
     pub created_at: u64,
     /// Unix seconds.
     pub updated_at: u64,
+    /// FinishUpload refusals that sent the upload back to re-check its parts.
+    #[serde(default)]
+    pub repairs: u32,
     /// Source read rate seen (bytes/s), to size the next ranged read.
     #[serde(default)]
     pub read_rate: u64,
@@ -373,6 +376,7 @@ pub(crate) mod tests {
             invocations: 0,
             created_at: 1,
             updated_at: 2,
+            repairs: 0,
             read_rate: 0,
             stats: Stats::default(),
         }

@@ -5,7 +5,10 @@
 //! step) plus, on wasm32, the Spin component that drives it.
 
 pub mod checkpoint;
+pub mod engine;
+pub mod error;
 pub mod hasher;
+pub mod job;
 pub mod hex;
 pub mod parts;
 pub mod protocol;

@@ -7,7 +7,10 @@
 pub mod bench;
 pub mod client;
 pub mod demo;
+pub mod files;
 pub mod http;
+pub mod kv;
+pub mod native;
 pub mod vod;
 
 /// Sets up logging to stderr (`RUST_LOG` overrides `default`).

@@ -1,0 +1,270 @@
+//! The upload job as a state machine over its [`Record`]:
+//! `pending -> hashing -> uploading -> finishing -> done`, or `failed` / `cancelled`.
+//! Plain functions that apply what happened (an answer, a hashed file, an error) to
+//! the record; the engine decides when, and does the I/O.
+
+use crate::checkpoint::{HashState, Record, Spec, State, Stats, FORMAT};
+use crate::error::Error;
+use crate::hasher::{Hasher, PartMd5};
+use crate::parts::Layout;
+use crate::protocol::{Finished, InitAnswer};
+use crate::source::{Identity, Source};
+use serde_json::{json, Value};
+use sha1::{Digest, Sha1};
+
+/// The id of an upload: the same request for the same unchanged source gets the same
+/// id, so creating it twice finds the first.
+pub fn upload_id(spec: &Spec, identity: &Identity) -> String {
+    let canonical = serde_json::to_vec(&(spec, identity)).expect("specs serialize");
+    crate::hex::encode(&Sha1::digest(&canonical)[..10])
+}
+
+/// A new record, not yet worked on.
+pub fn new_record(spec: Spec, identity: Identity, now: u64) -> Record {
+    let part_size = spec.data_size;
+    Record {
+        format: FORMAT,
+        id: upload_id(&spec, &identity),
+        spec,
+        identity,
+        state: State::Pending,
+        hashing: None,
+        md5_part_size: part_size,
+        md5_chunks: 0,
+        md5_tail: Vec::new(),
+        file_sha: None,
+        part_size,
+        session: false,
+        done_below: 0,
+        done_above: Vec::new(),
+        file_id: None,
+        url: None,
+        error: None,
+        retry_after: None,
+        invocations: 0,
+        created_at: now,
+        updated_at: now,
+        repairs: 0,
+        read_rate: 0,
+        stats: Stats::default(),
+    }
+}
+
+/// The layout the MD5s are computed for.
+pub fn md5_layout(rec: &Record) -> Layout {
+    Layout::new(rec.identity.size, rec.md5_part_size).expect("sizes are positive")
+}
+
+/// The session's layout.
+pub fn layout(rec: &Record) -> Layout {
+    Layout::new(rec.identity.size, rec.part_size).expect("sizes are positive")
+}
+
+/// Pending → hashing, from byte 0.
+pub fn start_hashing(rec: &mut Record) {
+    rec.state = State::Hashing;
+    rec.hashing = Some(HashState::from(Hasher::new(md5_layout(rec)).save()));
+}
+
+/// Hashing → uploading, once the SHA-1 is known.
+pub fn hashed(rec: &mut Record, file_sha: String) {
+    rec.file_sha = Some(file_sha);
+    rec.hashing = None;
+    rec.state = State::Uploading;
+}
+
+/// Whether the stored MD5s fit the session's parts.
+pub fn md5s_fit(rec: &Record) -> bool {
+    rec.md5_part_size == rec.part_size && rec.md5_count() == md5_layout(rec).count()
+}
+
+/// Applies InitUpload's answer. `our_md5` gives the stored MD5 of a part (when the
+/// MD5s fit the session's parts): a listed part counts as uploaded only when the
+/// service's MD5 is ours, so a part the service holds wrongly is sent again.
+pub fn apply_init(rec: &mut Record, answer: InitAnswer, our_md5: impl Fn(u64) -> Option<PartMd5>) {
+    match answer {
+        InitAnswer::Exists(done) => apply_finished(rec, done),
+        InitAnswer::New => {
+            rec.session = true;
+            rec.part_size = rec.spec.data_size;
+            rec.done_below = 0;
+            rec.done_above.clear();
+        }
+        InitAnswer::Resume { data_size, parts } => {
+            rec.session = true;
+            rec.part_size = data_size;
+            rec.done_below = 0;
+            rec.done_above.clear();
+            let layout = layout(rec);
+            let fit = md5s_fit(rec);
+            for listed in parts {
+                let Some(index) = layout.index_at(listed.offset) else { continue };
+                let ours = if fit { our_md5(index).map(|m| crate::hex::encode(&m)) } else { None };
+                if listed.size == layout.len(index) && ours.is_some() && ours == listed.md5 {
+                    rec.mark_part_done(index);
+                }
+            }
+        }
+    }
+}
+
+/// The next part to upload, if any.
+pub fn next_part(rec: &Record) -> Option<u64> {
+    let count = layout(rec).count();
+    (rec.done_below..count).find(|&i| !rec.is_part_done(i))
+}
+
+/// → done.
+pub fn apply_finished(rec: &mut Record, done: Finished) {
+    rec.state = State::Done;
+    rec.file_id = Some(done.file_id);
+    rec.url = Some(done.url);
+    rec.hashing = None;
+    rec.error = None;
+    rec.retry_after = None;
+}
+
+/// Records an error: a retryable one leaves the upload resumable after `retry_after`,
+/// anything else fails it.
+pub fn apply_error(rec: &mut Record, error: &Error, now: u64, retry_in_secs: u64) {
+    rec.error = Some(error.to_job_error());
+    if error.retryable() {
+        rec.retry_after = Some(now + retry_in_secs);
+    } else {
+        rec.state = State::Failed;
+        rec.retry_after = None;
+    }
+}
+
+/// A source location fit to show: a URL's query (which for a presigned URL is a
+/// credential) is never shown.
+pub fn display_source(source: &Source) -> String {
+    match source {
+        Source::Url(url) => match url.split_once('?') {
+            Some((base, _)) => format!("{base}?<redacted>"),
+            None => url.clone(),
+        },
+        Source::Path(p) => p.clone(),
+    }
+}
+
+/// Bytes in uploaded parts.
+pub fn uploaded_bytes(rec: &Record) -> u64 {
+    if rec.state == State::Done {
+        return rec.identity.size;
+    }
+    let l = layout(rec);
+    let below = if rec.done_below == 0 { 0 } else { l.range(rec.done_below - 1).end };
+    below + rec.done_above.iter().map(|&i| l.len(i)).sum::<u64>()
+}
+
+/// The upload's status, as the API shows it.
+pub fn status(rec: &Record) -> Value {
+    let l = layout(rec);
+    let hashed = match (&rec.hashing, rec.state) {
+        (_, State::Pending) => 0,
+        (Some(h), _) => h.offset,
+        (None, _) if rec.file_sha.is_some() => rec.identity.size,
+        _ => 0,
+    };
+    let mut v = json!({
+        "id": rec.id,
+        "state": rec.state,
+        "source": display_source(&rec.spec.source),
+        "fileName": rec.spec.file_name,
+        "fileType": rec.spec.file_type,
+        "size": rec.identity.size,
+        "dataSize": rec.part_size,
+        "hashedBytes": hashed,
+        "uploadedBytes": uploaded_bytes(rec),
+        "partsTotal": l.count(),
+        "partsDone": if rec.state == State::Done { l.count() } else { rec.parts_done() },
+        "invocations": rec.invocations,
+        "createdAt": rec.created_at,
+        "updatedAt": rec.updated_at,
+        "stats": rec.stats,
+    });
+    let map = v.as_object_mut().expect("object");
+    if !rec.spec.tags.is_empty() {
+        map.insert("tags".into(), json!(rec.spec.tags));
+    }
+    for (key, value) in [("fileSha", &rec.file_sha), ("fileId", &rec.file_id), ("url", &rec.url)] {
+        if let Some(value) = value {
+            map.insert(key.into(), json!(value));
+        }
+    }
+    if let Some(error) = &rec.error {
+        map.insert("error".into(), json!(error));
+    }
+    if let Some(at) = rec.retry_after {
+        map.insert("retryAfter".into(), json!(at));
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::ListedPart;
+
+    fn rec(size: u64) -> Record {
+        let spec = Spec {
+            source: Source::Url("https://b.example/v.mp4?X-Amz-Signature=secret".into()),
+            file_name: "v".into(),
+            file_type: "mp4".into(),
+            tags: vec![],
+            class_id: None,
+            is_transcode: false,
+            is_screenshot: false,
+            is_watermark: false,
+            data_size: 4,
+        };
+        new_record(spec, Identity { size, etag: None, last_modified: None }, 100)
+    }
+
+    fn md5(i: u64) -> PartMd5 {
+        [i as u8; 16]
+    }
+
+    #[test]
+    fn same_spec_same_source_same_id() {
+        let (a, b) = (rec(10), rec(10));
+        assert_eq!(a.id, b.id);
+        assert_eq!(a.id.len(), 20);
+        assert_ne!(rec(11).id, a.id);
+    }
+
+    #[test]
+    fn resume_marks_only_listed_parts_with_our_md5() {
+        let mut r = rec(10); // parts 0..4, 4..8, 8..10
+        r.push_md5s(&[md5(0), md5(1), md5(2)]);
+        let listed = |offset, size, m: u64| ListedPart { offset, size, md5: Some(crate::hex::encode(&md5(m))) };
+        apply_init(
+            &mut r,
+            InitAnswer::Resume { data_size: 4, parts: vec![listed(0, 4, 0), listed(4, 4, 9), listed(8, 2, 2), listed(3, 4, 0)] },
+            |i| Some(md5(i)),
+        );
+        assert!(r.is_part_done(0) && !r.is_part_done(1) && r.is_part_done(2));
+        assert_eq!(next_part(&r), Some(1));
+        assert_eq!(uploaded_bytes(&r), 6);
+        // A session with another part size: nothing can be trusted without reading.
+        let mut r2 = rec(10);
+        r2.push_md5s(&[md5(0), md5(1), md5(2)]);
+        apply_init(&mut r2, InitAnswer::Resume { data_size: 8, parts: vec![listed(0, 8, 0)] }, |i| Some(md5(i)));
+        assert_eq!((r2.part_size, r2.parts_done(), md5s_fit(&r2)), (8, 0, false));
+    }
+
+    #[test]
+    fn errors_fail_or_wait_and_status_hides_the_presigned_query() {
+        let mut r = rec(10);
+        apply_error(&mut r, &Error::VodTransport("down".into()), 1000, 5);
+        assert_eq!((r.state, r.retry_after), (State::Pending, Some(1005)));
+        let s = status(&r);
+        assert_eq!(s["error"]["code"], "vod_unavailable");
+        assert_eq!(s["source"], "https://b.example/v.mp4?<redacted>");
+        assert!(!s.to_string().contains("secret"));
+        apply_error(&mut r, &Error::Vod(crate::protocol::ApiError { code: -10003, message: "fileName".into(), retryable: false }), 1000, 5);
+        assert_eq!(r.state, State::Failed);
+        assert_eq!(status(&r)["error"]["vodCode"], -10003);
+    }
+}

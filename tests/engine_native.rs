@@ -1,0 +1,367 @@
+//! The upload engine, compiled natively, against the real simulator over loopback,
+//! a real Range-capable file server and a real SQLite key-value store.
+
+use host_sim::client::VodClient;
+use host_sim::kv::SqliteKv;
+use host_sim::native::NativeIo;
+use host_sim::vod::{self, faults::Faults, DEV_SECRET_ID, DEV_SECRET_KEY};
+use sha1::Digest as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use vod_uploader::checkpoint::{Record, Spec, State};
+use vod_uploader::engine::{self, Settings};
+use vod_uploader::protocol::{Credentials, Endpoint, Signer};
+use vod_uploader::sign::Algorithm;
+use vod_uploader::source::Source;
+
+const HALF: u64 = 524_288;
+
+struct Env {
+    sim: vod::Running,
+    files: host_sim::files::Running,
+    root: PathBuf,
+    kv: Arc<SqliteKv>,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+async fn env_with(faults: Faults) -> Env {
+    let (sim_dir, root, kv_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut config = vod::Config::new(sim_dir.path().to_owned());
+    config.faults = faults;
+    let sim = vod::start(config).await.unwrap();
+    let files = host_sim::files::start(root.path().to_owned(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let kv = Arc::new(SqliteKv::open(&kv_dir.path().join("kv.sqlite")).unwrap());
+    Env { sim, files, root: root.path().to_owned(), kv, _dirs: vec![sim_dir, root, kv_dir] }
+}
+
+async fn env() -> Env {
+    env_with(Faults::none()).await
+}
+
+impl Env {
+    fn settings(&self, budget: Duration) -> Settings {
+        let mut s = Settings::new(Signer {
+            endpoint: Endpoint::parse(&self.sim.endpoint()).unwrap(),
+            credentials: Credentials::new(DEV_SECRET_ID, DEV_SECRET_KEY),
+            region: "gz".into(),
+            algorithm: Algorithm::HmacSha1,
+        });
+        s.budget = budget;
+        s.concurrency = 3;
+        s.checkpoint_every = Duration::ZERO;
+        s.memory_threshold = 0;
+        s.first_read = 2 << 20;
+        s
+    }
+
+    fn io(&self) -> NativeIo {
+        NativeIo::new(self.kv.clone())
+    }
+
+    /// Writes a sample file under the file server's root.
+    fn file(&self, name: &str, size: u64, seed: u64) -> (PathBuf, Vec<u8>) {
+        let path = self.root.join(name);
+        host_sim::client::write_sample(&path, size, seed).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        (path, bytes)
+    }
+
+    fn url(&self, name: &str) -> Source {
+        Source::Url(format!("http://{}/{name}", self.files.addr))
+    }
+
+    /// The bytes the simulator holds for a fileId.
+    async fn stored(&self, file_id: &str) -> Vec<u8> {
+        use http_body_util::BodyExt;
+        let response = host_sim::http::client()
+            .get(format!("http://{}/sim/files/{file_id}", self.sim.addr).parse().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.into_body().collect().await.unwrap().to_bytes().to_vec()
+    }
+}
+
+fn spec(source: Source, data_size: u64) -> Spec {
+    let (file_name, file_type) = source.default_names();
+    Spec {
+        source,
+        file_name,
+        file_type,
+        tags: vec!["e2e".into()],
+        class_id: None,
+        is_transcode: false,
+        is_screenshot: false,
+        is_watermark: false,
+        data_size,
+    }
+}
+
+/// Advances until the upload is final; returns the record and the invocations used.
+async fn drive(io: &NativeIo, s: &Settings, id: &str, limit: u64) -> Record {
+    for _ in 0..limit {
+        let rec = engine::advance(io, s, id, Instant::now() + s.budget).await.unwrap().unwrap();
+        if rec.state.is_final() {
+            return rec;
+        }
+    }
+    panic!("upload {id} not final after {limit} invocations");
+}
+
+fn sha1_hex(bytes: &[u8]) -> String {
+    vod_uploader::hex::encode(&sha1::Sha1::digest(bytes))
+}
+
+#[tokio::test]
+async fn url_source_over_dozens_of_tiny_invocations() {
+    let env = env().await;
+    let (_, bytes) = env.file("clip.mp4", 9 * HALF + 12_345, 1);
+    let io = env.io();
+    let s = env.settings(Duration::ZERO);
+    let (rec, created) = engine::create(&io, spec(env.url("clip.mp4"), HALF)).await.unwrap();
+    assert!(created);
+    assert_eq!((rec.state, rec.identity.size), (State::Pending, bytes.len() as u64));
+    let done = drive(&io, &s, &rec.id, 20_000).await;
+    assert_eq!(done.state, State::Done, "{:?}", done.error);
+    assert!(done.invocations >= 8, "a zero budget should take many invocations, took {}", done.invocations);
+    assert_eq!(done.file_sha.as_deref(), Some(sha1_hex(&bytes).as_str()));
+    assert!(env.stored(done.file_id.as_deref().unwrap()).await == bytes);
+    // Only the main record is left of the upload (no MD5 chunks for so few parts).
+    assert_eq!(env.kv.keys().unwrap(), vec![vod_uploader::checkpoint::record_key(&rec.id)]);
+}
+
+#[tokio::test]
+async fn local_path_source_with_a_generous_budget_in_one_invocation() {
+    let env = env().await;
+    let (path, bytes) = env.file("local.mov", 5 * HALF + 1, 2);
+    let io = env.io();
+    let s = env.settings(Duration::from_secs(60));
+    let (rec, _) = engine::create(&io, spec(Source::Path(path.to_str().unwrap().into()), HALF)).await.unwrap();
+    assert_eq!((rec.spec.file_name.as_str(), rec.spec.file_type.as_str()), ("local", "mov"));
+    let done = drive(&io, &s, &rec.id, 1).await;
+    assert_eq!((done.state, done.invocations), (State::Done, 1));
+    assert!(env.stored(done.file_id.as_deref().unwrap()).await == bytes);
+}
+
+#[tokio::test]
+async fn small_files_are_read_once() {
+    let env = env().await;
+    let (_, bytes) = env.file("small.mp4", 3 * HALF + 7, 3);
+    let io = env.io();
+    let mut s = env.settings(Duration::from_secs(60));
+    s.memory_threshold = 16 << 20;
+    let (rec, _) = engine::create(&io, spec(env.url("small.mp4"), HALF)).await.unwrap();
+    let done = drive(&io, &s, &rec.id, 1).await;
+    assert_eq!(done.state, State::Done);
+    assert_eq!(done.stats.source_bytes, bytes.len() as u64, "read once");
+    // The probe and one ranged read of the whole file.
+    assert_eq!(done.stats.source_requests, 2);
+    assert!(env.stored(done.file_id.as_deref().unwrap()).await == bytes);
+}
+
+#[tokio::test]
+async fn a_crash_before_any_write_loses_nothing_committed() {
+    let env = env().await;
+    let (_, bytes) = env.file("crash.mp4", 6 * HALF + 99, 4);
+    let s = env.settings(Duration::ZERO);
+    let (rec, _) = engine::create(&env.io(), spec(env.url("crash.mp4"), HALF)).await.unwrap();
+    // Count the writes of an undisturbed run on a copy of the store.
+    let mut crash_at = 0u64;
+    loop {
+        // Each round: one invocation that "dies" at its `crash_at`-th write (nothing after
+        // it is stored, the in-memory state is gone), then a fresh invocation.
+        let dying = env.io();
+        dying.fail_writes_after.set(Some(crash_at % 5));
+        let _ = engine::advance(&dying, &s, &rec.id, Instant::now()).await;
+        let fresh = env.io();
+        let after = engine::advance(&fresh, &s, &rec.id, Instant::now()).await.unwrap().unwrap();
+        assert_ne!(after.state, State::Failed, "{:?}", after.error);
+        if after.state == State::Done {
+            assert!(env.stored(after.file_id.as_deref().unwrap()).await == bytes);
+            assert!(crash_at > 10, "too few crash points exercised: {crash_at}");
+            return;
+        }
+        crash_at += 1;
+        assert!(crash_at < 400, "no end in sight");
+    }
+}
+
+#[tokio::test]
+async fn code_1_with_another_part_size_and_a_wrong_listed_part() {
+    let env = env().await;
+    let client = VodClient::new(&env.sim.endpoint(), Credentials::new(DEV_SECRET_ID, DEV_SECRET_KEY), Algorithm::HmacSha1).unwrap();
+
+    // A session opened elsewhere with 1 MiB parts, two of them already sent.
+    let (_, bytes) = env.file("other-size.mp4", 5 * HALF + 3, 5);
+    let sha = sha1_hex(&bytes);
+    let init = |sha: &str, size: u64, data_size: u64| vod_uploader::protocol::InitUpload {
+        file_name: "x".into(),
+        file_sha: sha.into(),
+        file_size: size,
+        data_size,
+        file_type: "mp4".into(),
+        ..Default::default()
+    };
+    client.init(init(&sha, bytes.len() as u64, 2 * HALF)).await.unwrap();
+    client.part(&sha, 0, bytes[..2 * HALF as usize].to_vec().into()).await.unwrap();
+    client.part(&sha, 2 * HALF, bytes[2 * HALF as usize..4 * HALF as usize].to_vec().into()).await.unwrap();
+    let io = env.io();
+    let s = env.settings(Duration::from_secs(60));
+    let (rec, _) = engine::create(&io, spec(env.url("other-size.mp4"), HALF)).await.unwrap();
+    let done = drive(&io, &s, &rec.id, 3).await;
+    assert_eq!(done.state, State::Done, "{:?}", done.error);
+    assert_eq!(done.part_size, 2 * HALF, "the service's part size wins");
+    assert!(env.stored(done.file_id.as_deref().unwrap()).await == bytes);
+
+    // A session whose part 1 holds wrong bytes (a valid MD5 of other bytes).
+    let (_, bytes) = env.file("wrong-part.mp4", 4 * HALF, 6);
+    let sha = sha1_hex(&bytes);
+    client.init(init(&sha, bytes.len() as u64, HALF)).await.unwrap();
+    client.part(&sha, 0, bytes[..HALF as usize].to_vec().into()).await.unwrap();
+    client.part(&sha, HALF, vec![0xee; HALF as usize].into()).await.unwrap();
+    let (rec, _) = engine::create(&io, spec(env.url("wrong-part.mp4"), HALF)).await.unwrap();
+    let done = drive(&io, &s, &rec.id, 3).await;
+    assert_eq!(done.state, State::Done, "{:?}", done.error);
+    assert!(env.stored(done.file_id.as_deref().unwrap()).await == bytes);
+    // Part 0 was trusted (same MD5), part 1 was sent again: 3 parts sent, plus the probe,
+    // the hashing read, the upload read, InitUpload and FinishUpload.
+    assert_eq!(done.stats.vod_requests, 2 + 3);
+}
+
+#[tokio::test]
+async fn code_2_for_a_file_the_service_already_has() {
+    let env = env().await;
+    let (_, bytes) = env.file("first.mp4", HALF + 1, 7);
+    std::fs::write(env.root.join("copy.mp4"), &bytes).unwrap();
+    let io = env.io();
+    let s = env.settings(Duration::from_secs(60));
+    let (a, _) = engine::create(&io, spec(env.url("first.mp4"), HALF)).await.unwrap();
+    let first = drive(&io, &s, &a.id, 2).await;
+    let (b, _) = engine::create(&io, spec(env.url("copy.mp4"), HALF)).await.unwrap();
+    assert_ne!(a.id, b.id);
+    let second = drive(&io, &s, &b.id, 2).await;
+    assert_eq!((second.state, &second.file_id), (State::Done, &first.file_id));
+    assert_eq!(second.stats.vod_requests, 1, "InitUpload answered code 2: nothing sent");
+}
+
+#[tokio::test]
+async fn the_same_request_for_the_same_source_is_one_upload() {
+    let env = env().await;
+    env.file("same.mp4", 1000, 8);
+    let io = env.io();
+    let (a, new_a) = engine::create(&io, spec(env.url("same.mp4"), HALF)).await.unwrap();
+    let (b, new_b) = engine::create(&io, spec(env.url("same.mp4"), HALF)).await.unwrap();
+    assert_eq!((a.id.as_str(), new_a, new_b), (b.id.as_str(), true, false));
+    // A changed source is a different upload.
+    env.file("same.mp4", 1001, 8);
+    let (c, new_c) = engine::create(&io, spec(env.url("same.mp4"), HALF)).await.unwrap();
+    assert!(new_c && c.id != a.id);
+}
+
+#[tokio::test]
+async fn faults_injected_by_the_simulator_are_survived() {
+    let env = env_with(Faults::new(0.25, &[], 99, Duration::from_millis(5))).await;
+    let (_, bytes) = env.file("faulty.mp4", 12 * HALF + 5, 9);
+    let io = env.io();
+    let mut s = env.settings(Duration::from_millis(300));
+    s.retry_after_secs = 0;
+    let (rec, _) = engine::create(&io, spec(env.url("faulty.mp4"), HALF)).await.unwrap();
+    let done = drive(&io, &s, &rec.id, 300).await;
+    assert_eq!(done.state, State::Done, "{:?}", done.error);
+    assert!(env.stored(done.file_id.as_deref().unwrap()).await == bytes);
+}
+
+#[tokio::test]
+async fn a_source_that_changes_mid_upload_fails_the_upload() {
+    let env = env().await;
+    // Over HTTP: the ETag changes.
+    let (path, _) = env.file("changing.mp4", 8 * HALF, 10);
+    let io = env.io();
+    let s = env.settings(Duration::ZERO);
+    let (rec, _) = engine::create(&io, spec(env.url("changing.mp4"), HALF)).await.unwrap();
+    engine::advance(&io, &s, &rec.id, Instant::now()).await.unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[5] ^= 1;
+    std::thread::sleep(Duration::from_millis(5));
+    std::fs::write(&path, &bytes).unwrap();
+    let failed = drive(&io, &s, &rec.id, 100).await;
+    assert_eq!(failed.state, State::Failed);
+    assert_eq!(failed.error.as_ref().unwrap().code, "source_changed", "{:?}", failed.error);
+
+    // A local file: size and modification time change.
+    let (path, _) = env.file("changing-local.mp4", 8 * HALF, 11);
+    let (rec, _) = engine::create(&io, spec(Source::Path(path.to_str().unwrap().into()), HALF)).await.unwrap();
+    engine::advance(&io, &s, &rec.id, Instant::now()).await.unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+    std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all_at_end(b"more");
+    let failed = drive(&io, &s, &rec.id, 100).await;
+    assert_eq!(failed.error.as_ref().map(|e| e.code.as_str()), Some("source_changed"));
+}
+
+trait AppendExt {
+    fn write_all_at_end(&mut self, bytes: &[u8]);
+}
+
+impl AppendExt for std::fs::File {
+    fn write_all_at_end(&mut self, bytes: &[u8]) {
+        use std::io::Write;
+        self.write_all(bytes).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn two_invocations_advancing_one_upload_at_once() {
+    let env = env().await;
+    let (_, bytes) = env.file("race.mp4", 10 * HALF + 77, 12);
+    let s = env.settings(Duration::from_millis(1));
+    let (rec, _) = engine::create(&env.io(), spec(env.url("race.mp4"), HALF)).await.unwrap();
+    let (a, b) = (env.io(), env.io());
+    for _ in 0..20_000 {
+        let (ra, rb) = tokio::join!(
+            engine::advance(&a, &s, &rec.id, Instant::now() + s.budget),
+            engine::advance(&b, &s, &rec.id, Instant::now() + s.budget)
+        );
+        let (ra, rb) = (ra.unwrap().unwrap(), rb.unwrap().unwrap());
+        assert_ne!(ra.state, State::Failed, "{:?}", ra.error);
+        assert_ne!(rb.state, State::Failed, "{:?}", rb.error);
+        if ra.state == State::Done || rb.state == State::Done {
+            let done = if ra.state == State::Done { ra } else { rb };
+            assert!(env.stored(done.file_id.as_deref().unwrap()).await == bytes);
+            return;
+        }
+    }
+    panic!("the racing invocations never finished");
+}
+
+#[tokio::test]
+async fn cancel_removes_every_key_and_stops_work() {
+    let env = env().await;
+    env.file("cancel.mp4", 3 * HALF, 13);
+    let io = env.io();
+    let s = env.settings(Duration::ZERO);
+    let (rec, _) = engine::create(&io, spec(env.url("cancel.mp4"), HALF)).await.unwrap();
+    engine::advance(&io, &s, &rec.id, Instant::now()).await.unwrap();
+    let gone = engine::cancel(&io, &rec.id).unwrap().unwrap();
+    assert_eq!(gone.state, State::Cancelled);
+    assert!(env.kv.keys().unwrap().is_empty());
+    assert!(engine::advance(&io, &s, &rec.id, Instant::now()).await.unwrap().is_none());
+    assert!(engine::cancel(&io, &rec.id).unwrap().is_none());
+}
+
+#[tokio::test]
+async fn tick_advances_every_unfinished_upload() {
+    let env = env().await;
+    let io = env.io();
+    let s = env.settings(Duration::from_secs(60));
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        env.file(&format!("t{i}.mp4"), HALF * (i + 1), 20 + i);
+        ids.push(engine::create(&io, spec(env.url(&format!("t{i}.mp4")), HALF)).await.unwrap().0.id);
+    }
+    let report = engine::tick(&io, &s, Instant::now() + s.budget).await.unwrap();
+    assert_eq!((report.advanced.len(), report.waiting), (3, 0));
+    for id in ids {
+        assert_eq!(engine::load(&io, &id).unwrap().unwrap().state, State::Done);
+    }
+}
