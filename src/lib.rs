@@ -4,6 +4,9 @@
 //! The crate is a sans-IO core (plain data and functions a test can drive step by
 //! step) plus, on wasm32, the Spin component that drives it.
 
+pub mod api;
+#[cfg(target_arch = "wasm32")]
+mod component;
 pub mod checkpoint;
 pub mod engine;
 pub mod error;

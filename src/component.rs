@@ -1,0 +1,162 @@
+//! The Spin component: the thin adapter between Spin (spin-sdk 5.2: wasi-http
+//! incoming and outgoing, the `default` key-value store, variables) and the
+//! platform-independent [`api`](crate::api) and [`engine`](crate::engine).
+
+use crate::api::{self, ApiRequest, Config};
+use crate::engine::{Body, HttpRequest, HttpResponse, Io, Settings};
+use crate::protocol::{Credentials, Endpoint, Signer, DEFAULT_ENDPOINT};
+use crate::sign::Algorithm;
+use crate::source::SourcePolicy;
+use futures_util::stream::{Stream, StreamExt};
+use spin_sdk::http::{IncomingResponse, Request, Response};
+use spin_sdk::key_value::Store;
+use std::pin::Pin;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Spin's outbound HTTP and key-value store.
+struct SpinIo {
+    store: Store,
+}
+
+/// A streamed response body. The response itself is kept alive while its body is
+/// read: wasmtime cancels a request whose response handle is dropped.
+struct SpinBody {
+    _response: IncomingResponse,
+    stream: Pin<Box<dyn Stream<Item = Result<Vec<u8>, wasi::io::streams::Error>>>>,
+}
+
+impl Body for SpinBody {
+    async fn chunk(&mut self) -> Option<Result<Vec<u8>, String>> {
+        self.stream.next().await.map(|r| r.map_err(|e| format!("{e:?}")))
+    }
+}
+
+impl Io for SpinIo {
+    type Body = SpinBody;
+
+    async fn send(&self, request: HttpRequest) -> Result<HttpResponse<SpinBody>, String> {
+        let method = match request.method {
+            "POST" => spin_sdk::http::Method::Post,
+            _ => spin_sdk::http::Method::Get,
+        };
+        let mut builder = Request::builder();
+        builder.method(method).uri(request.url);
+        for (k, v) in request.headers {
+            builder.header(k, v);
+        }
+        if !request.body.is_empty() {
+            builder.body(request.body.to_vec());
+        }
+        let response: IncomingResponse = spin_sdk::http::send(builder.build()).await.map_err(|e| e.to_string())?;
+        let status = response.status();
+        let headers = response
+            .headers()
+            .entries()
+            .into_iter()
+            .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+            .collect();
+        let stream = Box::pin(response.take_body_stream());
+        Ok(HttpResponse { status, headers, body: SpinBody { _response: response, stream } })
+    }
+
+    fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+        self.store.get(key).map_err(|e| e.to_string())
+    }
+
+    fn kv_set(&self, key: &str, value: &[u8]) -> Result<(), String> {
+        self.store.set(key, value).map_err(|e| e.to_string())
+    }
+
+    fn kv_delete(&self, key: &str) -> Result<(), String> {
+        self.store.delete(key).map_err(|e| e.to_string())
+    }
+
+    fn kv_keys(&self) -> Result<Vec<String>, String> {
+        self.store.get_keys().map_err(|e| e.to_string())
+    }
+
+    async fn sleep(&self, duration: Duration) {
+        // Blocks the instance (no other future runs meanwhile); only retry backoffs
+        // of a fraction of a second use it.
+        std::thread::sleep(duration);
+    }
+
+    fn unix_now(&self) -> u64 {
+        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    }
+
+    fn random(&self) -> u32 {
+        (wasi::random::random::get_random_u64() as u32).max(1)
+    }
+}
+
+/// A variable, `None` when undefined or empty.
+fn variable(name: &str) -> Option<String> {
+    spin_sdk::variables::get(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// Reads the configuration from Spin variables. Errors name the variable, never a value.
+fn config() -> Result<Config, String> {
+    let required = |name: &str| variable(name).ok_or_else(|| format!("the {name} variable is not set"));
+    let number = |name: &str, default: u64| -> Result<u64, String> {
+        match variable(name) {
+            None => Ok(default),
+            Some(v) => v.trim().parse().map_err(|_| format!("the {name} variable must be a whole number")),
+        }
+    };
+    let endpoint = variable("vod_endpoint").unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned());
+    let signer = Signer {
+        endpoint: Endpoint::parse(&endpoint).map_err(|e| format!("the vod_endpoint variable: {e}"))?,
+        credentials: Credentials::new(required("vod_secret_id")?, required("vod_secret_key")?),
+        region: variable("vod_region").unwrap_or_else(|| "gz".to_owned()),
+        algorithm: Algorithm::HmacSha1,
+    };
+    let mut settings = Settings::new(signer);
+    settings.budget = Duration::from_millis(number("budget_ms", 20_000)?);
+    settings.concurrency = number("concurrency", 4)?.clamp(1, 32) as usize;
+    let policy = SourcePolicy {
+        allowed_origins: variable("source_origin")
+            .map(|v| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
+            .unwrap_or_default(),
+        local_root: variable("local_dir"),
+    };
+    Ok(Config { api_token: variable("api_token").unwrap_or_default(), settings, policy })
+}
+
+fn respond(status: u16, headers: Vec<(String, String)>, body: Vec<u8>) -> Response {
+    let mut builder = Response::builder();
+    builder.status(status);
+    for (k, v) in headers {
+        builder.header(k, v);
+    }
+    builder.body(body).build()
+}
+
+#[spin_sdk::http_component]
+async fn handle(req: Request) -> Response {
+    let started = Instant::now();
+    let config = match config() {
+        Ok(c) => c,
+        Err(message) => {
+            let body = serde_json::json!({"error": {"code": crate::error::codes::CONFIG, "message": message}});
+            return respond(500, vec![("content-type".into(), "application/json".into())], body.to_string().into_bytes());
+        }
+    };
+    let store = match Store::open_default() {
+        Ok(s) => s,
+        Err(e) => {
+            let body = serde_json::json!({"error": {"code": crate::error::codes::STORAGE, "message": format!("cannot open the default key-value store: {e}")}});
+            return respond(500, vec![("content-type".into(), "application/json".into())], body.to_string().into_bytes());
+        }
+    };
+    let method = format!("{:?}", req.method()).to_ascii_uppercase();
+    let api_req = ApiRequest {
+        method,
+        path: req.path().to_owned(),
+        headers: req.headers().map(|(k, v)| (k.to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect(),
+        body: req.into_body(),
+    };
+    let response = api::handle(&SpinIo { store }, &config, api_req, started).await;
+    let body = response.body_bytes();
+    respond(response.status, response.headers, body)
+}
