@@ -35,7 +35,13 @@ async fn env_with(faults: Faults) -> Env {
     Env { sim, files, root: root.path().to_owned(), kv, _dirs: vec![sim_dir, root, kv_dir] }
 }
 
+/// The simulator with a tenth of its answers faulty (every kind, reproducibly).
 async fn env() -> Env {
+    env_with(Faults::new(0.1, &[], 7, Duration::from_millis(5))).await
+}
+
+/// The simulator with no faults, for tests that count requests.
+async fn quiet_env() -> Env {
     env_with(Faults::none()).await
 }
 
@@ -52,6 +58,8 @@ impl Env {
         s.checkpoint_every = Duration::ZERO;
         s.memory_threshold = 0;
         s.first_read = 2 << 20;
+        // Waiting out retryAfter is the scheduler's business; tests advance at once.
+        s.retry_after_secs = 0;
         s
     }
 
@@ -146,7 +154,7 @@ async fn local_path_source_with_a_generous_budget_in_one_invocation() {
 
 #[tokio::test]
 async fn small_files_are_read_once() {
-    let env = env().await;
+    let env = quiet_env().await;
     let (_, bytes) = env.file("small.mp4", 3 * HALF + 7, 3);
     let io = env.io();
     let mut s = env.settings(Duration::from_secs(60));
@@ -189,7 +197,7 @@ async fn a_crash_before_any_write_loses_nothing_committed() {
 
 #[tokio::test]
 async fn code_1_with_another_part_size_and_a_wrong_listed_part() {
-    let env = env().await;
+    let env = quiet_env().await;
     let client = VodClient::new(&env.sim.endpoint(), Credentials::new(DEV_SECRET_ID, DEV_SECRET_KEY), Algorithm::HmacSha1).unwrap();
 
     // A session opened elsewhere with 1 MiB parts, two of them already sent.
@@ -231,7 +239,7 @@ async fn code_1_with_another_part_size_and_a_wrong_listed_part() {
 
 #[tokio::test]
 async fn code_2_for_a_file_the_service_already_has() {
-    let env = env().await;
+    let env = quiet_env().await;
     let (_, bytes) = env.file("first.mp4", HALF + 1, 7);
     std::fs::write(env.root.join("copy.mp4"), &bytes).unwrap();
     let io = env.io();

@@ -1,0 +1,152 @@
+//! The component's HTTP API, natively: the same `api::handle` the Spin adapter calls,
+//! over real HTTP to the simulator and file server and a real SQLite store.
+
+use host_sim::kv::SqliteKv;
+use host_sim::native::NativeIo;
+use host_sim::vod::{self, DEV_SECRET_ID, DEV_SECRET_KEY};
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use vod_uploader::api::{self, ApiRequest, ApiResponse, Config};
+use vod_uploader::engine::Settings;
+use vod_uploader::protocol::{Credentials, Endpoint, Signer};
+use vod_uploader::sign::Algorithm;
+use vod_uploader::source::SourcePolicy;
+
+const TOKEN: &str = "test-api-token-0123456789";
+
+struct Env {
+    _sim: vod::Running,
+    files: host_sim::files::Running,
+    root: std::path::PathBuf,
+    io: NativeIo,
+    config: Config,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+async fn env() -> Env {
+    let (sim_dir, root, kv_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let sim = vod::start(vod::Config::new(sim_dir.path().to_owned())).await.unwrap();
+    let files = host_sim::files::start(root.path().to_owned(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let io = NativeIo::new(Arc::new(SqliteKv::open(&kv_dir.path().join("kv.sqlite")).unwrap()));
+    let mut settings = Settings::new(Signer {
+        endpoint: Endpoint::parse(&sim.endpoint()).unwrap(),
+        credentials: Credentials::new(DEV_SECRET_ID, DEV_SECRET_KEY),
+        region: "gz".into(),
+        algorithm: Algorithm::HmacSha1,
+    });
+    settings.budget = Duration::from_secs(30);
+    let config = Config {
+        api_token: TOKEN.into(),
+        settings,
+        policy: SourcePolicy { allowed_origins: vec![format!("http://{}", files.addr)], local_root: Some(root.path().to_str().unwrap().into()) },
+    };
+    Env { _sim: sim, files, root: root.path().to_owned(), io, config, _dirs: vec![sim_dir, root, kv_dir] }
+}
+
+impl Env {
+    async fn call(&self, method: &str, path: &str, body: &str) -> ApiResponse {
+        self.call_as(method, path, body, Some(TOKEN)).await
+    }
+
+    async fn call_as(&self, method: &str, path: &str, body: &str, token: Option<&str>) -> ApiResponse {
+        let headers = token.map(|t| vec![("Authorization".to_owned(), format!("Bearer {t}"))]).unwrap_or_default();
+        let req = ApiRequest { method: method.into(), path: path.into(), headers, body: body.as_bytes().to_vec() };
+        let response = api::handle(&self.io, &self.config, req, Instant::now()).await;
+        let text = String::from_utf8(response.body_bytes()).unwrap();
+        for secret in [DEV_SECRET_KEY, TOKEN, "X-Amz-Signature=topsecret"] {
+            assert!(!text.contains(secret), "a secret leaked into {text}");
+        }
+        response
+    }
+}
+
+fn code(r: &ApiResponse) -> &str {
+    r.body["error"]["code"].as_str().unwrap_or_else(|| panic!("no error code in {:?}", r))
+}
+
+#[tokio::test]
+async fn create_status_list_tick_and_cancel() {
+    let env = env().await;
+    host_sim::client::write_sample(&env.root.join("movie.mp4"), 3_000_000, 1).unwrap();
+    let body = format!(r#"{{"source":"http://{}/movie.mp4?X-Amz-Signature=topsecret","tags":["a","b"],"isTranscode":1}}"#, env.files.addr);
+    let created = env.call("POST", "/uploads", &body).await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    assert!(created.headers.contains(&("location".into(), format!("/uploads/{id}"))));
+    assert_eq!(created.body["state"], "done", "a generous budget finishes in the creating invocation");
+    for key in ["fileSha", "fileId", "url", "size", "dataSize", "hashedBytes", "uploadedBytes", "partsTotal", "partsDone", "invocations", "createdAt", "updatedAt", "fileName", "fileType", "source"] {
+        assert!(created.body.get(key).is_some(), "{key} missing in {}", created.body);
+    }
+    assert_eq!(created.body["source"].as_str().unwrap(), format!("http://{}/movie.mp4?<redacted>", env.files.addr));
+    assert_eq!((created.body["size"].as_u64(), created.body["uploadedBytes"].as_u64()), (Some(3_000_000), Some(3_000_000)));
+
+    let again = env.call("POST", "/uploads", &body).await;
+    assert_eq!((again.status, again.body["id"].as_str()), (200, Some(id.as_str())));
+
+    let one = env.call("GET", &format!("/uploads/{id}"), "").await;
+    assert_eq!((one.status, &one.body["fileId"]), (200, &created.body["fileId"]));
+    let list = env.call("GET", "/uploads", "").await;
+    assert_eq!(list.body["uploads"].as_array().unwrap().len(), 1);
+    let tick = env.call("POST", "/tick", "").await;
+    assert_eq!((tick.status, tick.body["waiting"].as_u64()), (200, Some(0)));
+    let advanced = env.call("POST", &format!("/uploads/{id}/advance"), "").await;
+    assert_eq!(advanced.body["state"], "done");
+    let deleted = env.call("DELETE", &format!("/uploads/{id}"), "").await;
+    assert_eq!((deleted.status, deleted.body["state"].as_str()), (200, Some("cancelled")));
+    assert_eq!(env.call("GET", &format!("/uploads/{id}"), "").await.status, 404);
+    assert!(env.io.kv.keys().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_named_4xx() {
+    let env = env().await;
+    let origin = format!("http://{}", env.files.addr);
+    let cases: Vec<(&str, &str, String, u16, &str, &str)> = vec![
+        ("POST", "/uploads", "{not json".into(), 400, "bad_request", "invalid JSON"),
+        ("POST", "/uploads", format!(r#"{{"source":"{origin}/a.mp4","priority":9}}"#), 400, "bad_request", "priority"),
+        ("POST", "/uploads", r#"{"source":["x"]}"#.into(), 400, "bad_request", "invalid type"),
+        ("POST", "/uploads", format!(r#"{{"source":"{origin}/a.mp4","fileName":"a*b"}}"#), 400, "bad_request", "fileName"),
+        ("POST", "/uploads", r#"{"source":"file:///etc/passwd"}"#.into(), 400, "invalid_source", "scheme"),
+        ("POST", "/uploads", r#"{"source":"https://example.com/a.mp4"}"#.into(), 403, "source_not_allowed", "example.com"),
+        ("POST", "/uploads", r#"{"source":"/etc/passwd"}"#.into(), 403, "source_not_allowed", "under"),
+        ("POST", "/uploads", format!(r#"{{"source":"{origin}/missing.mp4"}}"#), 502, "source_unreachable", "404"),
+        ("POST", "/uploads", format!(r#"{{"source":"{}"}}"#, "x".repeat(70_000)), 413, "payload_too_large", "65536"),
+        ("GET", "/uploads/nothex", "".into(), 404, "not_found", "20 hex"),
+        ("GET", "/uploads/0123456789abcdef0123", "".into(), 404, "not_found", "no upload"),
+        ("POST", "/uploads/0123456789abcdef0123/advance", "".into(), 404, "not_found", "no upload"),
+        ("DELETE", "/uploads/0123456789abcdef0123", "".into(), 404, "not_found", "no upload"),
+        ("PUT", "/uploads", "".into(), 405, "method_not_allowed", "PUT"),
+        ("GET", "/tick", "".into(), 405, "method_not_allowed", "GET"),
+        ("GET", "/elsewhere", "".into(), 404, "not_found", "no route"),
+    ];
+    for (method, path, body, status, want, needle) in cases {
+        let r = env.call(method, path, &body).await;
+        assert_eq!((r.status, code(&r)), (status, want), "{method} {path} {}: {:?}", &body[..body.len().min(80)], r.body);
+        let message = r.body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(needle), "{method} {path}: {message}");
+    }
+    // An empty source file is refused by name.
+    std::fs::write(env.root.join("empty.mp4"), b"").unwrap();
+    let r = env.call("POST", "/uploads", &format!(r#"{{"source":"{origin}/empty.mp4"}}"#)).await;
+    assert_eq!((r.status, code(&r)), (400, "invalid_source"));
+    // Nothing was created by any of them.
+    assert!(env.io.kv.keys().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn every_route_but_healthz_needs_the_token() {
+    let env = env().await;
+    assert_eq!(env.call_as("GET", "/healthz", "", None).await.status, 200);
+    for (method, path) in [("GET", "/uploads"), ("POST", "/uploads"), ("POST", "/tick"), ("GET", "/uploads/0123456789abcdef0123")] {
+        for token in [None, Some("wrong"), Some("")] {
+            let r = env.call_as(method, path, "{}", token).await;
+            assert_eq!((r.status, code(&r)), (401, "unauthorized"), "{method} {path} {token:?}");
+        }
+    }
+    let mut open = env.config.clone();
+    open.api_token = String::new();
+    let req = ApiRequest { method: "GET".into(), path: "/uploads".into(), headers: vec![], body: vec![] };
+    let r = api::handle(&env.io, &open, req, Instant::now()).await;
+    assert_eq!((r.status, r.body["error"]["code"].clone()), (503, Value::from("config_error")));
+}
