@@ -149,7 +149,20 @@ async fn handle(req: Request) -> Response {
             return respond(500, vec![("content-type".into(), "application/json".into())], body.to_string().into_bytes());
         }
     };
-    let method = format!("{:?}", req.method()).to_ascii_uppercase();
+    use spin_sdk::http::Method as M;
+    let method = match req.method() {
+        M::Get => "GET",
+        M::Post => "POST",
+        M::Put => "PUT",
+        M::Delete => "DELETE",
+        M::Patch => "PATCH",
+        M::Head => "HEAD",
+        M::Options => "OPTIONS",
+        M::Connect => "CONNECT",
+        M::Trace => "TRACE",
+        M::Other(other) => other.as_str(),
+    }
+    .to_owned();
     let api_req = ApiRequest {
         method,
         path: req.path().to_owned(),

@@ -11,6 +11,7 @@ pub mod files;
 pub mod http;
 pub mod kv;
 pub mod native;
+pub mod up;
 pub mod vod;
 
 /// Sets up logging to stderr (`RUST_LOG` overrides `default`).

@@ -24,6 +24,105 @@ enum Command {
     Demo(host_sim::demo::DemoArgs),
     /// Measure the simulator's ingest rate: concurrent clients sending 1 MiB UploadParts over loopback.
     BenchVod(host_sim::bench::BenchArgs),
+    /// Run the component from spin.toml like `spin up`: wasmtime, Spin's imports, Spin's limits.
+    Up(UpArgs),
+    /// Serve files with Range, ETag and Last-Modified, like object storage (and /gen/{size}/{seed}).
+    Files(FilesArgs),
+}
+
+#[derive(clap::Args)]
+struct UpArgs {
+    /// The application manifest.
+    #[arg(long, default_value = "spin.toml")]
+    manifest: PathBuf,
+    /// Address to listen on; port 0 picks a free port. The address is printed once ready.
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    listen: SocketAddr,
+    /// An application variable, NAME=VALUE (SPIN_VARIABLE_NAME in the environment works too).
+    #[arg(long = "variable", value_parser = parse_param)]
+    variables: Vec<(String, String)>,
+    /// Mount a host directory read-only for the guest: HOST::GUEST.
+    #[arg(long = "dir", value_parser = parse_dir)]
+    dirs: Vec<(PathBuf, String)>,
+    /// SQLite file of the `default` key-value store.
+    #[arg(long, default_value = ".spin/sqlite_key_value.db")]
+    kv: PathBuf,
+    /// Wall-clock limit per invocation, in milliseconds (Fermyon Cloud: 30 s).
+    #[arg(long, default_value_t = 30_000)]
+    time_limit_ms: u64,
+    /// Linear memory limit per instance, in MiB.
+    #[arg(long, default_value_t = 128)]
+    memory_limit_mib: usize,
+    /// Key length limit in bytes (Fermyon Cloud: 255).
+    #[arg(long, default_value_t = 255)]
+    key_limit: usize,
+    /// Value size limit in bytes (Fermyon Cloud: 1 MB).
+    #[arg(long, default_value_t = 1 << 20)]
+    value_limit: usize,
+    /// Keys per store (Fermyon Cloud: 1024).
+    #[arg(long, default_value_t = 1024)]
+    keys_limit: u64,
+    /// Call POST /tick this often (milliseconds), as a cron trigger would.
+    #[arg(long)]
+    tick_ms: Option<u64>,
+    /// Share of invocations (0..1) killed at a random instant.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
+    chaos_kill_rate: f64,
+    /// Kill instants are drawn from [0, this many milliseconds).
+    #[arg(long, default_value_t = 1000)]
+    chaos_window_ms: u64,
+    /// Seed of the kills.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+#[derive(clap::Args)]
+struct FilesArgs {
+    /// Directory to serve.
+    #[arg(long)]
+    root: PathBuf,
+    /// Address to listen on; port 0 picks a free port. The address is printed once ready.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+}
+
+fn parse_dir(s: &str) -> Result<(PathBuf, String), String> {
+    s.split_once("::")
+        .filter(|(h, g)| !h.is_empty() && g.starts_with('/'))
+        .map(|(h, g)| (PathBuf::from(h), g.to_owned()))
+        .ok_or_else(|| format!("{s:?} is not HOST::/GUEST"))
+}
+
+async fn run_up(args: UpArgs) -> anyhow::Result<()> {
+    let running = host_sim::up::start(host_sim::up::UpConfig {
+        manifest: args.manifest,
+        listen: args.listen,
+        variables: args.variables,
+        dirs: args.dirs,
+        kv_path: args.kv,
+        limits: host_sim::up::Limits {
+            time: Duration::from_millis(args.time_limit_ms),
+            memory: args.memory_limit_mib << 20,
+            key_bytes: args.key_limit,
+            value_bytes: args.value_limit,
+            keys: args.keys_limit,
+        },
+        chaos_kill_rate: args.chaos_kill_rate,
+        chaos_window: Duration::from_millis(args.chaos_window_ms),
+        seed: args.seed,
+        tick: args.tick_ms.map(Duration::from_millis),
+    })
+    .await?;
+    println!("host-sim up listening on {}", running.addr);
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}
+
+async fn run_files(args: FilesArgs) -> anyhow::Result<()> {
+    let running = host_sim::files::start(args.root, args.listen).await?;
+    println!("host-sim files listening on {}", running.addr);
+    tokio::signal::ctrl_c().await?;
+    Ok(())
 }
 
 #[derive(clap::Args)]
@@ -145,7 +244,7 @@ async fn run_vod(args: VodArgs) -> anyhow::Result<()> {
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // The server logs each call; the one-shot commands only warnings.
-    host_sim::init_logging(if matches!(cli.command, Command::Vod(_)) { "info" } else { "warn" });
+    host_sim::init_logging(if matches!(cli.command, Command::Vod(_) | Command::Up(_) | Command::Files(_)) { "info" } else { "warn" });
     let result = match cli.command {
         Command::Vod(args) => run_vod(args).await,
         Command::Sign(args) => {
@@ -159,6 +258,8 @@ async fn main() -> std::process::ExitCode {
         }
         Command::Demo(args) => host_sim::demo::run(args).await,
         Command::BenchVod(args) => host_sim::bench::run(args).await,
+        Command::Up(args) => run_up(args).await,
+        Command::Files(args) => run_files(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

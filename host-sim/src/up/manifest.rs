@@ -1,0 +1,236 @@
+//! Reading `spin.toml` (manifest version 2) the way `spin up` does: application
+//! variables with defaults and secrets, HTTP trigger routes, components with their
+//! source, allowed outbound hosts, key-value stores, files and `{{ }}` templates.
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Deserialize)]
+struct RawManifest {
+    spin_manifest_version: u32,
+    #[serde(default)]
+    variables: BTreeMap<String, RawVariable>,
+    #[serde(default)]
+    trigger: RawTriggers,
+    #[serde(default)]
+    component: BTreeMap<String, RawComponent>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawTriggers {
+    #[serde(default)]
+    http: Vec<RawHttpTrigger>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawHttpTrigger {
+    route: String,
+    component: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawVariable {
+    #[serde(default)]
+    default: Option<String>,
+    #[serde(default)]
+    required: bool,
+    #[serde(default)]
+    secret: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawFile {
+    Pattern(String),
+    Mount { source: String, destination: String },
+}
+
+#[derive(Debug, Deserialize)]
+struct RawComponent {
+    source: String,
+    #[serde(default)]
+    allowed_outbound_hosts: Vec<String>,
+    #[serde(default)]
+    key_value_stores: Vec<String>,
+    #[serde(default)]
+    variables: BTreeMap<String, String>,
+    #[serde(default)]
+    files: Vec<RawFile>,
+}
+
+/// A component ready to run: everything resolved.
+#[derive(Debug, Clone)]
+pub struct App {
+    /// The component's id.
+    pub component: String,
+    /// The route prefix it serves (`/...` serves everything).
+    pub route: String,
+    /// The `.wasm` module (wasm32-wasip1) or component.
+    pub source: PathBuf,
+    /// Allowed outbound hosts, templates expanded.
+    pub allowed_outbound_hosts: Vec<String>,
+    /// Key-value store labels it may open.
+    pub key_value_stores: Vec<String>,
+    /// Component variables, templates expanded.
+    pub variables: BTreeMap<String, String>,
+    /// Directories to mount: (host path, guest path).
+    pub files: Vec<(PathBuf, String)>,
+    /// Values of secret variables, never to be logged.
+    pub secrets: Vec<String>,
+}
+
+/// Expands `{{ name }}` templates with application variables.
+pub fn expand(template: &str, values: &BTreeMap<String, String>) -> Result<String> {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find("}}").ok_or_else(|| anyhow!("unclosed {{{{ in {template:?}"))?;
+        let name = after[..end].trim();
+        let value = values.get(name).ok_or_else(|| anyhow!("{template:?} uses the undeclared variable {name:?}"))?;
+        out.push_str(value);
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Loads `spin.toml` and resolves its first HTTP component with the given variable
+/// values (from flags, then `SPIN_VARIABLE_*`, then defaults).
+pub fn load(path: &Path, given: &[(String, String)], env: &BTreeMap<String, String>) -> Result<App> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read manifest {}", path.display()))?;
+    let raw: RawManifest = toml::from_str(&text).with_context(|| format!("invalid manifest {}", path.display()))?;
+    if raw.spin_manifest_version != 2 {
+        bail!("spin_manifest_version {} is not supported (only 2)", raw.spin_manifest_version);
+    }
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut values = BTreeMap::new();
+    let mut secrets = Vec::new();
+    for (name, decl) in &raw.variables {
+        let from_env = env.get(&format!("SPIN_VARIABLE_{}", name.to_ascii_uppercase()));
+        let value = given.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone()).or_else(|| from_env.cloned());
+        let value = match (value, &decl.default) {
+            (Some(v), _) => v,
+            (None, Some(d)) => d.clone(),
+            (None, None) if decl.required => {
+                bail!("the variable {name} is required: pass --variable {name}=VALUE or set SPIN_VARIABLE_{}", name.to_ascii_uppercase())
+            }
+            (None, None) => String::new(),
+        };
+        if decl.secret && !value.is_empty() {
+            secrets.push(value.clone());
+        }
+        values.insert(name.clone(), value);
+    }
+    for (name, _) in given {
+        if !raw.variables.contains_key(name) {
+            bail!("--variable {name}: the manifest declares no such variable");
+        }
+    }
+    let trigger = raw.trigger.http.first().ok_or_else(|| anyhow!("the manifest has no [[trigger.http]]"))?;
+    let component = raw
+        .component
+        .get(&trigger.component)
+        .ok_or_else(|| anyhow!("trigger route {} names the missing component {}", trigger.route, trigger.component))?;
+    let variables = component
+        .variables
+        .iter()
+        .map(|(k, t)| Ok((k.clone(), expand(t, &values)?)))
+        .collect::<Result<_>>()?;
+    let allowed_outbound_hosts = component
+        .allowed_outbound_hosts
+        .iter()
+        .map(|t| expand(t, &values))
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .filter(|h| !h.is_empty())
+        .collect();
+    let files = component
+        .files
+        .iter()
+        .map(|f| match f {
+            RawFile::Pattern(p) => (base.join(p), format!("/{}", p.trim_start_matches('/'))),
+            RawFile::Mount { source, destination } => (base.join(source), destination.clone()),
+        })
+        .collect();
+    Ok(App {
+        component: trigger.component.clone(),
+        route: trigger.route.trim_end_matches("/...").to_owned(),
+        source: base.join(&component.source),
+        allowed_outbound_hosts,
+        key_value_stores: component.key_value_stores.clone(),
+        variables,
+        files,
+        secrets,
+    })
+}
+
+/// Whether `url`'s origin matches an `allowed_outbound_hosts` entry
+/// (`scheme://host[:port]`, with `*` for any scheme, host or port and `*.domain`).
+pub fn host_allowed(allowed: &[String], scheme: &str, host: &str, port: u16) -> bool {
+    allowed.iter().any(|entry| {
+        let Some((s, rest)) = entry.split_once("://") else { return false };
+        let rest = rest.trim_end_matches('/');
+        let (h, p) = match rest.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || rest.starts_with('[') => (h, Some(p)),
+            _ => (rest, None),
+        };
+        let scheme_ok = s == "*" || s.eq_ignore_ascii_case(scheme);
+        let host_ok = h == "*"
+            || h.eq_ignore_ascii_case(host)
+            || h.strip_prefix("*.").is_some_and(|d| host.to_ascii_lowercase().ends_with(&format!(".{}", d.to_ascii_lowercase())));
+        let default_port = match s.to_ascii_lowercase().as_str() {
+            "https" => Some(443),
+            "http" => Some(80),
+            _ => None,
+        };
+        let port_ok = match p {
+            Some("*") => true,
+            Some(p) => p.parse::<u16>().ok() == Some(port),
+            None => default_port.is_none_or(|d| d == port),
+        };
+        scheme_ok && host_ok && port_ok
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_and_hosts() {
+        let values = BTreeMap::from([("a".to_string(), "x".to_string())]);
+        assert_eq!(expand("p{{ a }}q{{a}}", &values).unwrap(), "pxqx");
+        assert!(expand("{{ b }}", &values).is_err());
+        let allowed = vec!["https://vod2.qcloud.com".to_string(), "http://127.0.0.1:9000".into(), "https://*.s3.amazonaws.com".into()];
+        assert!(host_allowed(&allowed, "https", "vod2.qcloud.com", 443));
+        assert!(!host_allowed(&allowed, "http", "vod2.qcloud.com", 80));
+        assert!(host_allowed(&allowed, "http", "127.0.0.1", 9000));
+        assert!(!host_allowed(&allowed, "http", "127.0.0.1", 9001));
+        assert!(host_allowed(&allowed, "https", "b.s3.amazonaws.com", 443));
+        assert!(!host_allowed(&allowed, "https", "evil.com", 443));
+    }
+
+    #[test]
+    fn the_projects_manifest_resolves() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../spin.toml");
+        let given = vec![
+            ("vod_secret_id".to_string(), "AKID".to_string()),
+            ("vod_secret_key".into(), "k".into()),
+            ("api_token".into(), "t".into()),
+            ("source_origin".into(), "http://127.0.0.1:8080".into()),
+        ];
+        let app = load(&path, &given, &BTreeMap::new()).unwrap();
+        assert_eq!(app.allowed_outbound_hosts, vec!["https://vod2.qcloud.com", "http://127.0.0.1:8080"]);
+        assert_eq!(app.key_value_stores, vec!["default"]);
+        assert_eq!(app.variables["budget_ms"], "20000");
+        assert!(app.secrets.contains(&"k".to_string()) && app.secrets.contains(&"t".to_string()));
+        let missing = load(&path, &given[..3], &BTreeMap::new()).unwrap_err().to_string();
+        assert!(missing.contains("source_origin"), "{missing}");
+        let env = BTreeMap::from([("SPIN_VARIABLE_SOURCE_ORIGIN".to_string(), "http://h:1".to_string())]);
+        assert_eq!(load(&path, &given[..3], &env).unwrap().variables["source_origin"], "http://h:1");
+    }
+}

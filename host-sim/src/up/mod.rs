@@ -1,0 +1,564 @@
+//! `host-sim up`: runs the real `.wasm` like `spin up` does, with wasmtime 48.
+//!
+//! The wasm32-wasip1 module is componentized with `wit-component` and the preview1
+//! reactor adapter, compiled once and instantiated afresh for every request. The host
+//! provides `wasi:http@0.2.0` (outgoing requests only to `allowed_outbound_hosts`,
+//! refused otherwise with `HttpRequestDenied` as Spin does),
+//! `fermyon:spin/key-value@2.0.0` on SQLite and `fermyon:spin/variables@2.0.0`, and
+//! enforces the platform's limits: wall-clock time per invocation (epoch interruption
+//! for guest code, a timeout around host I/O), linear memory, key and value sizes and
+//! the number of keys.
+
+pub mod manifest;
+
+use crate::http::{self, Body, Dropped};
+use crate::kv::SqliteKv;
+use anyhow::{anyhow, Context as _, Result};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use wasmtime::component::{Component, HasSelf, Linker, Resource, ResourceTable};
+use wasmtime::{Engine, Store};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "wit",
+        world: "fermyon:spin/host",
+        with: {
+            "fermyon:spin/key-value.store": super::KvHandle,
+        },
+    });
+}
+
+use bindings::fermyon::spin::{key_value, variables};
+
+/// Platform limits, at Fermyon Cloud's values by default.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Wall-clock time per invocation.
+    pub time: Duration,
+    /// Linear memory per instance.
+    pub memory: usize,
+    /// Key length in bytes.
+    pub key_bytes: usize,
+    /// Value length in bytes.
+    pub value_bytes: usize,
+    /// Keys per store.
+    pub keys: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { time: Duration::from_secs(30), memory: 128 << 20, key_bytes: 255, value_bytes: 1 << 20, keys: 1024 }
+    }
+}
+
+/// How `host-sim up` runs.
+#[derive(Debug, Clone)]
+pub struct UpConfig {
+    /// The manifest.
+    pub manifest: PathBuf,
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// `--variable NAME=VALUE`.
+    pub variables: Vec<(String, String)>,
+    /// `--dir HOST::GUEST`.
+    pub dirs: Vec<(PathBuf, String)>,
+    /// The key-value store's SQLite file.
+    pub kv_path: PathBuf,
+    /// Limits.
+    pub limits: Limits,
+    /// Share of invocations killed at a random instant.
+    pub chaos_kill_rate: f64,
+    /// Kill instants are drawn from `[0, chaos_window)`.
+    pub chaos_window: Duration,
+    /// Seed of the kills.
+    pub seed: u64,
+    /// Call `POST /tick` this often.
+    pub tick: Option<Duration>,
+}
+
+/// Counters over all invocations.
+#[derive(Debug, Default)]
+pub struct HostStats {
+    /// Invocations started.
+    pub invocations: AtomicU64,
+    /// Invocations killed by chaos.
+    pub chaos_kills: AtomicU64,
+    /// Invocations killed by the time limit.
+    pub timeouts: AtomicU64,
+    /// Invocations that trapped or failed.
+    pub failures: AtomicU64,
+    /// Outbound requests.
+    pub outbound: AtomicU64,
+    /// Largest linear memory seen in any instance, bytes.
+    pub peak_memory: AtomicU64,
+}
+
+/// A running host.
+pub struct Running {
+    /// Its address.
+    pub addr: SocketAddr,
+    /// Its counters.
+    pub stats: Arc<HostStats>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// The KV resource: which store label a handle is for.
+pub struct KvHandle {
+    label: String,
+}
+
+/// Per-invocation counters.
+#[derive(Debug, Default)]
+struct InvocationStats {
+    outbound: AtomicU64,
+    kv_read: AtomicU64,
+    kv_written: AtomicU64,
+}
+
+/// The store data of one instance.
+struct Ctx {
+    table: ResourceTable,
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    hooks: Hooks,
+    kv: Arc<SqliteKv>,
+    kv_labels: Arc<Vec<String>>,
+    limits: Limits,
+    variables: Arc<BTreeMap<String, String>>,
+    memory: MemoryLimiter,
+    stats: Arc<InvocationStats>,
+}
+
+/// Outbound HTTP policy: Spin's `allowed_outbound_hosts`.
+struct Hooks {
+    allowed: Arc<Vec<String>>,
+    stats: Arc<InvocationStats>,
+}
+
+impl wasmtime_wasi_http::WasiHttpHooks for Hooks {
+    fn send_request(
+        &mut self,
+        request: hyper::Request<wasmtime_wasi_http::WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+        fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = Result<
+                    (
+                        hyper::Response<wasmtime_wasi_http::WasiBody>,
+                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                    ),
+                    wasmtime_wasi_http::Error,
+                >,
+            > + Send,
+    > {
+        _ = fut;
+        let uri = request.uri();
+        let scheme = uri.scheme_str().unwrap_or("https").to_owned();
+        let host = uri.host().unwrap_or("").to_owned();
+        let port = uri.port_u16().unwrap_or(if scheme == "https" { 443 } else { 80 });
+        let allowed = manifest::host_allowed(&self.allowed, &scheme, &host, port);
+        self.stats.outbound.fetch_add(1, Ordering::Relaxed);
+        Box::new(async move {
+            if !allowed {
+                tracing::warn!(%scheme, %host, port, "outbound request refused: not in allowed_outbound_hosts");
+                return Err(wasmtime_wasi_http::Error::HttpRequestDenied);
+            }
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((response.map(BodyExt::boxed_unsync), Box::new(io) as Box<dyn Future<Output = _> + Send>))
+        })
+    }
+}
+
+/// Enforces the memory limit and records the peak.
+struct MemoryLimiter {
+    limit: usize,
+    peak: usize,
+}
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            return Ok(false);
+        }
+        self.peak = self.peak.max(desired);
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, _desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(true)
+    }
+}
+
+impl WasiView for Ctx {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl WasiHttpView for Ctx {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.hooks }
+    }
+}
+
+fn kv_other(e: impl std::fmt::Display) -> key_value::Error {
+    key_value::Error::Other(e.to_string())
+}
+
+impl key_value::Host for Ctx {}
+
+impl key_value::HostStore for Ctx {
+    fn open(&mut self, label: String) -> Result<Resource<KvHandle>, key_value::Error> {
+        if !self.kv_labels.contains(&label) {
+            return Err(key_value::Error::AccessDenied);
+        }
+        if label != "default" {
+            return Err(key_value::Error::NoSuchStore);
+        }
+        self.table.push(KvHandle { label }).map_err(kv_other)
+    }
+
+    fn get(&mut self, store: Resource<KvHandle>, key: String) -> Result<Option<Vec<u8>>, key_value::Error> {
+        self.table.get(&store).map_err(kv_other)?;
+        let value = self.kv.get(&key).map_err(kv_other)?;
+        self.stats.kv_read.fetch_add(value.as_ref().map_or(0, |v| v.len() as u64), Ordering::Relaxed);
+        Ok(value)
+    }
+
+    fn set(&mut self, store: Resource<KvHandle>, key: String, value: Vec<u8>) -> Result<(), key_value::Error> {
+        self.table.get(&store).map_err(kv_other)?;
+        if key.len() > self.limits.key_bytes {
+            return Err(kv_other(format!("key is {} bytes; the limit is {}", key.len(), self.limits.key_bytes)));
+        }
+        if value.len() > self.limits.value_bytes {
+            return Err(kv_other(format!("value is {} bytes; the limit is {}", value.len(), self.limits.value_bytes)));
+        }
+        if !self.kv.exists(&key).map_err(kv_other)? && self.kv.keys().map_err(kv_other)?.len() as u64 >= self.limits.keys {
+            return Err(key_value::Error::StoreTableFull);
+        }
+        self.stats.kv_written.fetch_add(value.len() as u64, Ordering::Relaxed);
+        self.kv.set(&key, &value).map_err(kv_other)
+    }
+
+    fn delete(&mut self, store: Resource<KvHandle>, key: String) -> Result<(), key_value::Error> {
+        self.table.get(&store).map_err(kv_other)?;
+        self.kv.delete(&key).map_err(kv_other)
+    }
+
+    fn exists(&mut self, store: Resource<KvHandle>, key: String) -> Result<bool, key_value::Error> {
+        self.table.get(&store).map_err(kv_other)?;
+        self.kv.exists(&key).map_err(kv_other)
+    }
+
+    fn get_keys(&mut self, store: Resource<KvHandle>) -> Result<Vec<String>, key_value::Error> {
+        let handle = self.table.get(&store).map_err(kv_other)?;
+        debug_assert_eq!(handle.label, "default");
+        self.kv.keys().map_err(kv_other)
+    }
+
+    fn drop(&mut self, store: Resource<KvHandle>) -> wasmtime::Result<()> {
+        self.table.delete(store)?;
+        Ok(())
+    }
+}
+
+impl variables::Host for Ctx {
+    fn get(&mut self, name: String) -> Result<String, variables::Error> {
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+            return Err(variables::Error::InvalidName(name));
+        }
+        self.variables.get(&name).cloned().ok_or(variables::Error::Undefined(name))
+    }
+}
+
+/// Turns a wasm32-wasip1 module into a component (a component is used as is).
+pub fn componentize(bytes: &[u8]) -> Result<Vec<u8>> {
+    if bytes.get(4..8) != Some(&[1, 0, 0, 0]) {
+        return Ok(bytes.to_vec());
+    }
+    wit_component::ComponentEncoder::default()
+        .validate(true)
+        .module(bytes)?
+        .adapter(
+            "wasi_snapshot_preview1",
+            wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
+        )?
+        .encode()
+}
+
+struct Shared {
+    engine: Engine,
+    pre: ProxyPre<Ctx>,
+    app: manifest::App,
+    variables: Arc<BTreeMap<String, String>>,
+    allowed: Arc<Vec<String>>,
+    kv_labels: Arc<Vec<String>>,
+    kv: Arc<SqliteKv>,
+    dirs: Vec<(PathBuf, String)>,
+    limits: Limits,
+    chaos_kill_rate: f64,
+    chaos_window: Duration,
+    seed: u64,
+    stats: Arc<HostStats>,
+    secrets: Vec<String>,
+    log_lock: Mutex<()>,
+}
+
+fn splitmix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// Measures the time spent inside `poll`: the guest's own run time (with the host
+/// calls it makes synchronously), as opposed to waiting on I/O.
+struct Busy<F> {
+    inner: Pin<Box<F>>,
+    busy: Duration,
+}
+
+impl<F: Future> Future for Busy<F> {
+    type Output = (F::Output, Duration);
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let started = Instant::now();
+        let polled = self.inner.as_mut().poll(cx);
+        self.busy += started.elapsed();
+        polled.map(|out| (out, self.busy))
+    }
+}
+
+/// Starts the host.
+pub async fn start(config: UpConfig) -> Result<Running> {
+    let env: BTreeMap<String, String> = std::env::vars().filter(|(k, _)| k.starts_with("SPIN_VARIABLE_")).collect();
+    let app = manifest::load(&config.manifest, &config.variables, &env)?;
+    let wasm = std::fs::read(&app.source).with_context(|| {
+        format!("cannot read the component {} (build it with `make wasm`)", app.source.display())
+    })?;
+    let mut wasm_config = wasmtime::Config::new();
+    wasm_config.epoch_interruption(true);
+    let engine = Engine::new(&wasm_config)?;
+    let component = Component::new(&engine, componentize(&wasm)?)?;
+    let mut linker: Linker<Ctx> = Linker::new(&engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    key_value::add_to_linker::<Ctx, HasSelf<Ctx>>(&mut linker, |c| c)?;
+    variables::add_to_linker::<Ctx, HasSelf<Ctx>>(&mut linker, |c| c)?;
+    let pre = ProxyPre::new(linker.instantiate_pre(&component)?)?;
+    if let Some(parent) = config.kv_path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let kv = Arc::new(SqliteKv::open(&config.kv_path)?);
+    let mut dirs = app.files.clone();
+    dirs.extend(config.dirs.iter().cloned());
+    let stats = Arc::new(HostStats::default());
+    let shared = Arc::new(Shared {
+        engine: engine.clone(),
+        pre,
+        variables: Arc::new(app.variables.clone()),
+        allowed: Arc::new(app.allowed_outbound_hosts.clone()),
+        kv_labels: Arc::new(app.key_value_stores.clone()),
+        secrets: app.secrets.clone(),
+        app,
+        kv,
+        dirs,
+        limits: config.limits.clone(),
+        chaos_kill_rate: config.chaos_kill_rate,
+        chaos_window: config.chaos_window,
+        seed: config.seed,
+        stats: stats.clone(),
+        log_lock: Mutex::new(()),
+    });
+    // The epoch ticks every 10 ms: guest code yields at each tick, so a deadline or a
+    // kill takes effect within 10 ms even in a tight loop.
+    let ticker = {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(Duration::from_millis(10));
+            loop {
+                interval.tick().await;
+                engine.increment_epoch();
+            }
+        })
+    };
+    let served = shared.clone();
+    let (addr, server) = http::serve(config.listen, move |req| {
+        let shared = served.clone();
+        async move { Ok::<_, Dropped>(invoke(&shared, req).await) }
+    })
+    .await?;
+    let mut tasks = vec![ticker, server];
+    if let Some(every) = config.tick {
+        let token = shared.variables.get("api_token").cloned().unwrap_or_default();
+        tasks.push(tokio::spawn(async move {
+            let client = http::client();
+            let mut interval = tokio::time::interval(every);
+            interval.tick().await;
+            loop {
+                interval.tick().await;
+                let request = hyper::Request::post(format!("http://{addr}/tick"))
+                    .header("authorization", format!("Bearer {token}"))
+                    .body(http::full(Bytes::new()))
+                    .expect("valid request");
+                if let Ok(response) = client.request(request).await {
+                    let _ = response.into_body().collect().await;
+                }
+            }
+        }));
+    }
+    Ok(Running { addr, stats, tasks })
+}
+
+fn plain(status: StatusCode, message: &str) -> Response<Body> {
+    http::json(status, &serde_json::json!({ "error": { "code": "platform", "message": message } }))
+}
+
+/// One invocation: a fresh instance, the request, the limits, a log line.
+async fn invoke(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
+    let started = Instant::now();
+    let route = format!("{} {}", req.method(), req.uri().path());
+    if req.uri().path() == "/.well-known/host-sim/stats" {
+        let s = &shared.stats;
+        return http::json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "invocations": s.invocations.load(Ordering::Relaxed),
+                "chaosKills": s.chaos_kills.load(Ordering::Relaxed),
+                "timeouts": s.timeouts.load(Ordering::Relaxed),
+                "failures": s.failures.load(Ordering::Relaxed),
+                "outbound": s.outbound.load(Ordering::Relaxed),
+                "peakMemory": s.peak_memory.load(Ordering::Relaxed),
+            }),
+        );
+    }
+    let n = shared.stats.invocations.fetch_add(1, Ordering::Relaxed);
+    let roll = splitmix64(shared.seed ^ splitmix64(n));
+    let kill_at = ((roll >> 11) as f64 / (1u64 << 53) as f64) < shared.chaos_kill_rate;
+    let kill_at = kill_at.then(|| shared.chaos_window.mul_f64((splitmix64(roll) % 10_000) as f64 / 10_000.0));
+    let limit = kill_at.map_or(shared.limits.time, |k| k.min(shared.limits.time));
+
+    let stats = Arc::new(InvocationStats::default());
+    let mut wasi = WasiCtx::builder();
+    wasi.inherit_stderr();
+    for (host, guest) in &shared.dirs {
+        if let Err(e) = wasi.preopened_dir(host, guest, FsPerms::ReadOnly) {
+            return plain(StatusCode::INTERNAL_SERVER_ERROR, &format!("cannot mount {}: {e}", host.display()));
+        }
+    }
+    let ctx = Ctx {
+        table: ResourceTable::new(),
+        wasi: wasi.build(),
+        http: WasiHttpCtx::new(),
+        hooks: Hooks { allowed: shared.allowed.clone(), stats: stats.clone() },
+        kv: shared.kv.clone(),
+        kv_labels: shared.kv_labels.clone(),
+        limits: shared.limits.clone(),
+        variables: shared.variables.clone(),
+        memory: MemoryLimiter { limit: shared.limits.memory, peak: 0 },
+        stats: stats.clone(),
+    };
+    let mut store = Store::new(&shared.engine, ctx);
+    store.limiter(|c| &mut c.memory);
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_async_yield_and_update(1);
+
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    let req = req.map(|body| body.map_err(wasmtime_wasi_http::p2::hyper_response_error).boxed_unsync());
+    let prepared = (|| -> Result<_> {
+        let req = store.data_mut().http().new_incoming_request(Scheme::Http, req)?;
+        let out = store.data_mut().http().new_response_outparam(sender)?;
+        Ok((req, out))
+    })();
+    let (incoming, out) = match prepared {
+        Ok(p) => p,
+        Err(e) => return plain(StatusCode::INTERNAL_SERVER_ERROR, &format!("cannot prepare the request: {e}")),
+    };
+    let pre = shared.pre.clone();
+    let run = async move {
+        let proxy = pre.instantiate_async(&mut store).await?;
+        proxy.wasi_http_incoming_handler().call_handle(&mut store, incoming, out).await?;
+        anyhow::Ok(store.data().memory.peak)
+    };
+    // The guest runs on its own task so that it may go on writing the body after it
+    // set the response; the whole invocation, body included, must end inside `limit`.
+    let task = tokio::spawn(tokio::time::timeout(limit, Busy { inner: Box::pin(run), busy: Duration::ZERO }));
+    let answer = async {
+        let response = receiver.await.map_err(|_| anyhow!("the guest ended without a response"))??;
+        let (parts, body) = response.into_parts();
+        let bytes = body.collect().await.map_err(|e| anyhow!("response body failed: {e:?}"))?.to_bytes();
+        anyhow::Ok(Response::from_parts(parts, http::full(bytes)))
+    };
+    let answer = tokio::time::timeout(limit + Duration::from_millis(50), answer).await;
+    let outcome = task.await;
+    let (status_note, busy, peak) = match &outcome {
+        Ok(Ok((Ok(peak), busy))) => ("ok".to_owned(), *busy, *peak),
+        Ok(Ok((Err(e), busy))) => {
+            shared.stats.failures.fetch_add(1, Ordering::Relaxed);
+            (format!("failed: {e:#}"), *busy, 0)
+        }
+        Ok(Err(_)) if kill_at.is_some() => {
+            shared.stats.chaos_kills.fetch_add(1, Ordering::Relaxed);
+            ("killed by chaos".to_owned(), Duration::ZERO, 0)
+        }
+        Ok(Err(_)) => {
+            shared.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+            (format!("killed: time limit of {:?}", shared.limits.time), Duration::ZERO, 0)
+        }
+        Err(e) => {
+            shared.stats.failures.fetch_add(1, Ordering::Relaxed);
+            (format!("panicked: {e}"), Duration::ZERO, 0)
+        }
+    };
+    shared.stats.outbound.fetch_add(stats.outbound.load(Ordering::Relaxed), Ordering::Relaxed);
+    shared.stats.peak_memory.fetch_max(peak as u64, Ordering::Relaxed);
+    let response = match (answer, &outcome) {
+        (Ok(Ok(response)), Ok(Ok((Ok(_), _)))) => response,
+        _ if status_note.starts_with("killed") => plain(StatusCode::INTERNAL_SERVER_ERROR, &format!("invocation {status_note}")),
+        _ => plain(StatusCode::INTERNAL_SERVER_ERROR, &format!("invocation {}", redact(&status_note, &shared.secrets))),
+    };
+    let _serialized = shared.log_lock.lock().unwrap_or_else(|p| p.into_inner());
+    tracing::info!(
+        component = %shared.app.component,
+        route = %route,
+        status = response.status().as_u16(),
+        wall_ms = started.elapsed().as_millis() as u64,
+        guest_ms = busy.as_millis() as u64,
+        outbound = stats.outbound.load(Ordering::Relaxed),
+        kv_read = stats.kv_read.load(Ordering::Relaxed),
+        kv_written = stats.kv_written.load(Ordering::Relaxed),
+        peak_memory_kib = peak as u64 / 1024,
+        outcome = %redact(&status_note, &shared.secrets),
+        "invocation"
+    );
+    response
+}
+
+/// Removes secret variable values from text bound for logs or answers.
+fn redact(text: &str, secrets: &[String]) -> String {
+    secrets.iter().filter(|s| s.len() >= 4).fold(text.to_owned(), |t, s| t.replace(s.as_str(), "<redacted>"))
+}
