@@ -22,7 +22,7 @@ wasm: setup
 	@ls -l $(WASM)
 
 # The main job on embedded defaults.
-demo: setup
+demo: wasm
 	$(CARGO) run -p host-sim -- demo
 
 # Every test: the wasm build, then unit, property and end-to-end tests.

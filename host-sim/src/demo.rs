@@ -1,71 +1,183 @@
-//! `host-sim demo`: the README's main job on embedded defaults. For now it starts the
-//! simulator, generates a sample file, uploads it with the minimal native client and
-//! checks the simulator's copy byte for byte.
+//! `host-sim demo` (the README's main job) and `host-sim upload FILE`: the VOD
+//! simulator, a Range file server holding the file, and `host-sim up` running the
+//! real component from `spin.toml` with short invocation budgets; an upload created
+//! through the component's API and driven to the end, then checked byte for byte.
 
-use crate::client::{self, VodClient};
-use crate::vod;
+use crate::{files, http, up, vod};
+use bytes::Bytes;
 use http_body_util::BodyExt;
+use serde_json::Value;
 use sha1::Digest as _;
-use std::time::Instant;
-use vod_uploader::protocol::Credentials;
-use vod_uploader::sign::Algorithm;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// Demo settings.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoArgs {
     /// Size of the generated sample file, in MiB.
-    #[arg(long, default_value_t = 96)]
+    #[arg(long, default_value_t = 256)]
     pub size_mib: u64,
-    /// Parts sent at once.
-    #[arg(long, default_value_t = 4)]
-    pub concurrency: usize,
-    /// Part size: 524288 or 1048576.
-    #[arg(long, default_value_t = 1_048_576)]
-    pub data_size: u64,
-    /// Fault rate of the simulator during the demo (0..1).
-    #[arg(long, default_value_t = 0.02)]
-    pub fault_rate: f64,
-    /// Seed of the sample data and of the faults.
+    /// Seed of the sample data and of the simulator's faults.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
-/// Runs the demo; errors if the upload or its verification fails.
+/// `host-sim upload` settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct UploadArgs {
+    /// The file to upload.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// How the component runs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// The application manifest.
+    #[arg(long, default_value = "spin.toml")]
+    pub manifest: PathBuf,
+    /// The component's work budget per invocation, in milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    pub budget_ms: u64,
+    /// Parts in flight at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: u32,
+    /// Share of the simulator's answers that are faulty (0..1).
+    #[arg(long, default_value_t = 0.02)]
+    pub fault_rate: f64,
+}
+
+/// What a finished run measured.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The final status from the component.
+    pub status: Value,
+    /// Wall time from creation to done.
+    pub seconds: f64,
+}
+
+/// Runs the demo.
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let work = tempfile::tempdir()?;
-    let mut config = vod::Config::new(work.path().join("vod"));
-    config.faults = vod::faults::Faults::new(
-        args.fault_rate,
-        &[vod::faults::FaultKind::Error, vod::faults::FaultKind::Http503, vod::faults::FaultKind::DropBefore, vod::faults::FaultKind::DropAfter],
-        args.seed,
-        std::time::Duration::ZERO,
-    );
+    let path = work.path().join("sample-video.mp4");
+    println!("generating a {} MiB sample file ...", args.size_mib);
+    let (p, size, seed) = (path.clone(), args.size_mib << 20, args.seed);
+    tokio::task::spawn_blocking(move || crate::client::write_sample(&p, size, seed)).await??;
+    upload_with_component(&path, &args.run, args.seed, work.path()).await.map(|_| ())
+}
+
+/// Uploads a user's file.
+pub async fn upload(args: UploadArgs) -> anyhow::Result<()> {
+    let work = tempfile::tempdir()?;
+    upload_with_component(&args.file, &args.run, 1, work.path()).await.map(|_| ())
+}
+
+async fn api(client: &http::HttpClient, addr: SocketAddr, method: &str, path: &str, body: &str) -> anyhow::Result<(u16, Value)> {
+    let request = hyper::Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"))
+        .header("authorization", format!("Bearer {DEMO_TOKEN}"))
+        .header("content-type", "application/json")
+        .body(http::full(Bytes::from(body.to_owned())))?;
+    let response = client.request(request).await?;
+    let status = response.status().as_u16();
+    let bytes = response.into_body().collect().await?.to_bytes();
+    Ok((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
+}
+
+/// The API token the demo's component is started with.
+pub const DEMO_TOKEN: &str = "demo-token";
+
+/// The SHA-1 of a file.
+fn sha1_file(path: &Path) -> anyhow::Result<String> {
+    Ok(crate::client::sha1_of_file(path)?.0)
+}
+
+/// Starts the simulator, a file server for `file`'s directory and the component,
+/// uploads `file` through the component's API and verifies the simulator's copy.
+pub async fn upload_with_component(file: &Path, run: &RunArgs, seed: u64, work: &Path) -> anyhow::Result<Outcome> {
+    let file = std::fs::canonicalize(file)?;
+    let size = std::fs::metadata(&file)?.len();
+    anyhow::ensure!(size > 0, "{} is empty", file.display());
+    let dir = file.parent().unwrap_or(Path::new("/")).to_owned();
+    let name = file.file_name().and_then(|n| n.to_str()).ok_or_else(|| anyhow::anyhow!("file name is not UTF-8"))?;
+
+    let mut config = vod::Config::new(work.join("vod"));
+    config.faults = vod::faults::Faults::new(run.fault_rate, &[], seed, Duration::from_millis(20));
     let sim = vod::start(config).await?;
-    println!("VOD simulator listening on {}", sim.addr);
+    let server = files::start(dir, "127.0.0.1:0".parse()?).await?;
+    let host = up::start(up::UpConfig {
+        manifest: run.manifest.clone(),
+        listen: "127.0.0.1:0".parse()?,
+        variables: vec![
+            ("vod_secret_id".into(), vod::DEV_SECRET_ID.into()),
+            ("vod_secret_key".into(), vod::DEV_SECRET_KEY.into()),
+            ("vod_endpoint".into(), sim.endpoint()),
+            ("vod_origin".into(), format!("http://{}", sim.addr)),
+            ("source_origin".into(), format!("http://{}", server.addr)),
+            ("api_token".into(), DEMO_TOKEN.into()),
+            ("budget_ms".into(), run.budget_ms.to_string()),
+            ("concurrency".into(), run.concurrency.to_string()),
+        ],
+        dirs: vec![],
+        kv_path: work.join("kv.sqlite"),
+        limits: up::Limits::default(),
+        chaos_kill_rate: 0.0,
+        chaos_window: Duration::ZERO,
+        seed,
+        tick: None,
+    })
+    .await?;
+    println!("VOD simulator on {}, file server on {}, component on {}", sim.addr, server.addr, host.addr);
 
-    let sample = work.path().join("sample-video.mp4");
-    let size = args.size_mib << 20;
-    println!("generating {} MiB sample file ...", args.size_mib);
-    let path = sample.clone();
-    tokio::task::spawn_blocking(move || client::write_sample(&path, size, args.seed)).await??;
-
-    let client = VodClient::new(&sim.endpoint(), Credentials::new(vod::DEV_SECRET_ID, vod::DEV_SECRET_KEY), Algorithm::HmacSha1)?;
-    let bar = indicatif::ProgressBar::new(size).with_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} {msg}")
-            .expect("valid template"),
-    );
+    let client = http::client();
     let started = Instant::now();
-    let finished = client.upload_file(&sample, args.data_size, args.concurrency, Some(bar.clone())).await?;
-    bar.finish_with_message("uploaded");
-    let secs = started.elapsed().as_secs_f64();
-    println!("fileId {}  url {}", finished.file_id, finished.url);
-    println!("{:.1} MiB in {:.2} s ({:.0} MiB/s, SHA-1 pass included)", size as f64 / 1048576.0, secs, size as f64 / 1048576.0 / secs);
+    let body = serde_json::json!({ "source": format!("http://{}/{}", server.addr, name) }).to_string();
+    let (status, mut state) = api(&client, host.addr, "POST", "/uploads", &body).await?;
+    anyhow::ensure!(status == 201 || status == 200, "POST /uploads answered {status}: {state}");
+    let id = state["id"].as_str().unwrap_or_default().to_owned();
+    println!("upload {id}: {} bytes in {}-byte parts, {} ms per invocation", size, state["dataSize"], run.budget_ms);
+    let bar = indicatif::ProgressBar::new(2 * size).with_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {msg}").expect("valid template"),
+    );
+    loop {
+        let hashed = state["hashedBytes"].as_u64().unwrap_or(0);
+        let uploaded = state["uploadedBytes"].as_u64().unwrap_or(0);
+        let secs = started.elapsed().as_secs_f64().max(1e-3);
+        bar.set_position(hashed + uploaded);
+        bar.set_message(format!(
+            "{:>9} | hashed {} MiB, uploaded {} MiB | {} invocations | {:.0} MiB/s",
+            state["state"].as_str().unwrap_or("?"),
+            hashed >> 20,
+            uploaded >> 20,
+            state["invocations"],
+            (hashed + uploaded) as f64 / 2.0 / 1048576.0 / secs,
+        ));
+        match state["state"].as_str() {
+            Some("done") => break,
+            Some("failed") | Some("cancelled") => anyhow::bail!("upload ended {}: {}", state["state"], state["error"]),
+            _ => {}
+        }
+        let (status, next) = api(&client, host.addr, "POST", &format!("/uploads/{id}/advance"), "").await?;
+        // An invocation killed by the platform answers 500; the next one resumes.
+        if status == 200 {
+            state = next;
+        }
+    }
+    bar.finish();
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "done in {seconds:.1} s over {} invocations: fileId {} url {}",
+        state["invocations"], state["fileId"].as_str().unwrap_or("?"), state["url"].as_str().unwrap_or("?")
+    );
 
-    // Verify: the simulator's copy, fetched over HTTP, has the source's SHA-1.
-    let (expected, _) = client::sha1_of_file(&sample)?;
-    let response = crate::http::client()
-        .get(format!("http://{}/sim/files/{}", sim.addr, finished.file_id).parse()?)
-        .await?;
+    // Verify: the simulator's stored copy has the source's SHA-1.
+    let expected = sha1_file(&file)?;
+    let response = client.get(format!("http://{}/sim/files/{}", sim.addr, state["fileId"].as_str().unwrap_or("")).parse()?).await?;
     let mut body = response.into_body();
     let mut hasher = sha1::Sha1::new();
     let mut received = 0u64;
@@ -77,9 +189,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     let actual = vod_uploader::hex::encode(&hasher.finalize());
     anyhow::ensure!(
-        received == size && actual == expected,
-        "verification failed: the simulator holds {received} bytes with SHA-1 {actual}, the source has {size} bytes with SHA-1 {expected}"
+        received == size && actual == expected && state["fileSha"].as_str() == Some(expected.as_str()),
+        "verification failed: the simulator holds {received} bytes with SHA-1 {actual}; the source has {size} bytes with SHA-1 {expected}"
     );
-    println!("verified: the simulator's copy is byte-identical (SHA-1 {actual})");
-    Ok(())
+    println!("verified: the simulator's copy is byte-identical to the source (SHA-1 {actual})");
+    let stats = &host.stats;
+    println!(
+        "platform: {} invocations, {} outbound requests, peak linear memory {} MiB",
+        stats.invocations.load(std::sync::atomic::Ordering::Relaxed),
+        stats.outbound.load(std::sync::atomic::Ordering::Relaxed),
+        stats.peak_memory.load(std::sync::atomic::Ordering::Relaxed) >> 20
+    );
+    Ok(Outcome { status: state, seconds })
 }

@@ -20,8 +20,10 @@ enum Command {
     Vod(VodArgs),
     /// Print the Base64 API v2 signature of a request (HmacSHA256 when SignatureMethod=HmacSHA256 is among the parameters).
     Sign(SignArgs),
-    /// Start the simulator, upload a generated sample file to it and verify the stored copy.
+    /// The main job: simulator + file server + the real component under `host-sim up`; upload a generated sample file through the component's API and verify the stored copy.
     Demo(host_sim::demo::DemoArgs),
+    /// Like demo, for a file of yours.
+    Upload(host_sim::demo::UploadArgs),
     /// Measure the simulator's ingest rate: concurrent clients sending 1 MiB UploadParts over loopback.
     BenchVod(host_sim::bench::BenchArgs),
     /// Run the component from spin.toml like `spin up`: wasmtime, Spin's imports, Spin's limits.
@@ -244,7 +246,13 @@ async fn run_vod(args: VodArgs) -> anyhow::Result<()> {
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // The server logs each call; the one-shot commands only warnings.
-    host_sim::init_logging(if matches!(cli.command, Command::Vod(_) | Command::Up(_) | Command::Files(_)) { "info" } else { "warn" });
+    // Servers log each call; one-shot commands only warnings (and not the HTTP
+    // layer's, which the demo's injected faults would fill).
+    host_sim::init_logging(if matches!(cli.command, Command::Vod(_) | Command::Up(_) | Command::Files(_)) {
+        "info"
+    } else {
+        "warn,wasmtime_wasi_http=error,host_sim::up=error"
+    });
     let result = match cli.command {
         Command::Vod(args) => run_vod(args).await,
         Command::Sign(args) => {
@@ -257,6 +265,7 @@ async fn main() -> std::process::ExitCode {
                 .map_err(anyhow::Error::from)
         }
         Command::Demo(args) => host_sim::demo::run(args).await,
+        Command::Upload(args) => host_sim::demo::upload(args).await,
         Command::BenchVod(args) => host_sim::bench::run(args).await,
         Command::Up(args) => run_up(args).await,
         Command::Files(args) => run_files(args).await,
