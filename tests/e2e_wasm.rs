@@ -1,0 +1,299 @@
+//! The real `.wasm` (built by `make wasm`, as spin.toml's build command builds it)
+//! under `host-sim up` (wasmtime with Spin's imports and limits), against the VOD
+//! simulator with faults on and a Range file server, all over loopback.
+
+use bytes::Bytes;
+use host_sim::vod::{self, faults::Faults, DEV_SECRET_ID, DEV_SECRET_KEY};
+use host_sim::{files, http, up};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use sha1::Digest as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+const TOKEN: &str = "e2e-token";
+
+fn manifest() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let wasm = root.join("target/wasm32-wasip1/release/vod_uploader.wasm");
+    assert!(wasm.exists(), "{} is missing: run `make wasm` (make test does) first", wasm.display());
+    root.join("spin.toml")
+}
+
+struct Env {
+    sim: vod::Running,
+    files: files::Running,
+    host: up::Running,
+    root: PathBuf,
+    client: http::HttpClient,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+struct Options {
+    faults: f64,
+    budget_ms: u64,
+    chaos: f64,
+    chaos_window: Duration,
+    source_origin: Option<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { faults: 0.05, budget_ms: 200, chaos: 0.0, chaos_window: Duration::ZERO, source_origin: None }
+    }
+}
+
+async fn env(o: Options) -> Env {
+    let (sim_dir, root, kv_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut config = vod::Config::new(sim_dir.path().to_owned());
+    config.faults = Faults::new(o.faults, &[], 5, Duration::from_millis(10));
+    let sim = vod::start(config).await.unwrap();
+    let files = files::start(root.path().to_owned(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let host = up::start(up::UpConfig {
+        manifest: manifest(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        variables: vec![
+            ("vod_secret_id".into(), DEV_SECRET_ID.into()),
+            ("vod_secret_key".into(), DEV_SECRET_KEY.into()),
+            ("vod_endpoint".into(), sim.endpoint()),
+            ("vod_origin".into(), format!("http://{}", sim.addr)),
+            ("source_origin".into(), o.source_origin.unwrap_or_else(|| format!("http://{}", files.addr))),
+            ("api_token".into(), TOKEN.into()),
+            ("budget_ms".into(), o.budget_ms.to_string()),
+            ("local_dir".into(), "/media".into()),
+        ],
+        dirs: vec![(root.path().to_owned(), "/media".into())],
+        kv_path: kv_dir.path().join("kv.sqlite"),
+        limits: up::Limits::default(),
+        chaos_kill_rate: o.chaos,
+        chaos_window: o.chaos_window,
+        seed: 11,
+        tick: None,
+    })
+    .await
+    .unwrap();
+    Env { sim, files, host, root: root.path().to_owned(), client: http::client(), _dirs: vec![sim_dir, root, kv_dir] }
+}
+
+impl Env {
+    async fn call(&self, method: &str, path: &str, body: &str, token: Option<&str>) -> (u16, Value) {
+        let mut builder = hyper::Request::builder().method(method).uri(format!("http://{}{path}", self.host.addr));
+        if let Some(t) = token {
+            builder = builder.header("authorization", format!("Bearer {t}"));
+        }
+        let response = self.client.request(builder.body(http::full(Bytes::from(body.to_owned()))).unwrap()).await.unwrap();
+        let status = response.status().as_u16();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(!text.contains(DEV_SECRET_KEY) && !text.contains(TOKEN), "a secret leaked: {text}");
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    async fn create(&self, source: &str) -> Value {
+        let (status, v) = self.call("POST", "/uploads", &serde_json::json!({ "source": source }).to_string(), Some(TOKEN)).await;
+        assert!(status == 201 || status == 200 || status == 500, "create answered {status}: {v}");
+        v
+    }
+
+    /// Advances until final; a killed invocation (500) is simply followed by another.
+    async fn drive(&self, id: &str, limit: usize) -> Value {
+        for _ in 0..limit {
+            let (status, v) = self.call("POST", &format!("/uploads/{id}/advance"), "", Some(TOKEN)).await;
+            if status == 200 && matches!(v["state"].as_str(), Some("done" | "failed" | "cancelled")) {
+                return v;
+            }
+            assert!(status == 200 || status == 500, "advance answered {status}: {v}");
+        }
+        panic!("upload {id} not final after {limit} invocations");
+    }
+
+    async fn stored_sha1(&self, file_id: &str) -> (u64, String) {
+        let response = self.client.get(format!("http://{}/sim/files/{file_id}", self.sim.addr).parse().unwrap()).await.unwrap();
+        assert_eq!(response.status(), 200);
+        let mut body = response.into_body();
+        let (mut n, mut h) = (0u64, sha1::Sha1::new());
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame.unwrap().into_data() {
+                n += data.len() as u64;
+                h.update(&data);
+            }
+        }
+        (n, vod_uploader::hex::encode(&h.finalize()))
+    }
+
+    fn file(&self, name: &str, size: u64, seed: u64) -> String {
+        host_sim::client::write_sample(&self.root.join(name), size, seed).unwrap();
+        host_sim::client::sha1_of_file(&self.root.join(name)).unwrap().0
+    }
+
+    fn url(&self, name: &str) -> String {
+        format!("http://{}/{name}", self.files.addr)
+    }
+}
+
+fn generated_sha1(size: u64, seed: u64) -> String {
+    let mut h = sha1::Sha1::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = 0;
+    while at < size {
+        let n = (size - at).min(buf.len() as u64) as usize;
+        files::fill_generated(seed, at, &mut buf[..n]);
+        h.update(&buf[..n]);
+        at += n as u64;
+    }
+    vod_uploader::hex::encode(&h.finalize())
+}
+
+#[tokio::test]
+async fn edge_sizes_through_the_wasm_component() {
+    let env = env(Options::default()).await;
+    for (i, size) in [1u64, 1_048_576, 1_048_577, 3 * 1_048_576 + 5].into_iter().enumerate() {
+        let name = format!("s{i}.mp4");
+        let sha = env.file(&name, size, i as u64);
+        let created = env.create(&env.url(&name)).await;
+        let done = env.drive(created["id"].as_str().unwrap(), 200).await;
+        assert_eq!(done["state"], "done", "{done}");
+        assert_eq!(done["fileSha"].as_str(), Some(sha.as_str()));
+        assert_eq!(env.stored_sha1(done["fileId"].as_str().unwrap()).await, (size, sha));
+    }
+    // A local path through the WASI filesystem (a --dir mount).
+    let sha = env.file("local.mov", 2_500_000, 9);
+    let created = env.create("/media/local.mov").await;
+    let done = env.drive(created["id"].as_str().unwrap(), 200).await;
+    assert_eq!((done["state"].as_str(), done["fileType"].as_str()), (Some("done"), Some("mov")));
+    assert_eq!(env.stored_sha1(done["fileId"].as_str().unwrap()).await.1, sha);
+}
+
+#[tokio::test]
+async fn a_few_hundred_megabytes_over_many_invocations() {
+    let env = env(Options { budget_ms: 500, ..Options::default() }).await;
+    let size = 300 << 20;
+    let created = env.create(&format!("http://{}/gen/{size}/42", env.files.addr)).await;
+    let done = env.drive(created["id"].as_str().unwrap(), 2000).await;
+    assert_eq!(done["state"], "done", "{done}");
+    assert!(done["invocations"].as_u64().unwrap() >= 2, "{done}");
+    let expected = generated_sha1(size, 42);
+    assert_eq!(env.stored_sha1(done["fileId"].as_str().unwrap()).await, (size, expected));
+    // Memory stays bounded whatever the file size: 4 parts in flight of 1 MiB.
+    let peak = env.host.stats.peak_memory.load(Ordering::Relaxed);
+    assert!(peak < 32 << 20, "peak linear memory {peak}");
+}
+
+#[tokio::test]
+async fn hundreds_of_random_kills_lose_nothing() {
+    let env = env(Options { budget_ms: 60, chaos: 0.5, chaos_window: Duration::from_millis(80), ..Options::default() }).await;
+    let mut uploads = Vec::new();
+    let mut n = 0;
+    while env.host.stats.chaos_kills.load(Ordering::Relaxed) < 200 {
+        let name = format!("k{n}.mp4");
+        let sha = env.file(&name, 6 * 1_048_576 + n * 1000 + 1, 100 + n);
+        let created = env.create(&env.url(&name)).await;
+        // Creation itself may be killed after the record was written or before: the
+        // same request then finds or makes the upload.
+        let id = match created["id"].as_str() {
+            Some(id) => id.to_owned(),
+            None => loop {
+                let again = env.create(&env.url(&name)).await;
+                if let Some(id) = again["id"].as_str() {
+                    break id.to_owned();
+                }
+            },
+        };
+        let done = env.drive(&id, 5000).await;
+        assert_eq!(done["state"], "done", "{done}");
+        uploads.push((done["fileId"].as_str().unwrap().to_owned(), sha, 6 * 1_048_576 + n * 1000 + 1));
+        n += 1;
+    }
+    for (file_id, sha, size) in &uploads {
+        assert_eq!(env.stored_sha1(file_id).await, (*size, sha.clone()));
+    }
+    let s = &env.host.stats;
+    println!(
+        "kills: {}, invocations: {}, uploads: {}",
+        s.chaos_kills.load(Ordering::Relaxed),
+        s.invocations.load(Ordering::Relaxed),
+        uploads.len()
+    );
+}
+
+#[tokio::test]
+async fn same_source_twice_and_two_callers_at_once() {
+    let env = env(Options { budget_ms: 50, ..Options::default() }).await;
+    let sha = env.file("twice.mp4", 5 * 1_048_576 + 3, 77);
+    let a = env.create(&env.url("twice.mp4")).await;
+    let b = env.create(&env.url("twice.mp4")).await;
+    assert_eq!(a["id"], b["id"], "the same request for the same source is one upload");
+    let id = a["id"].as_str().unwrap().to_owned();
+    loop {
+        let path = format!("/uploads/{id}/advance");
+        let ((s1, v1), (s2, v2)) = tokio::join!(env.call("POST", &path, "", Some(TOKEN)), env.call("POST", &path, "", Some(TOKEN)));
+        assert_eq!((s1, s2), (200, 200), "{v1} {v2}");
+        assert!(v1["state"] != "failed" && v2["state"] != "failed", "{v1} {v2}");
+        if v1["state"] == "done" || v2["state"] == "done" {
+            let done = if v1["state"] == "done" { v1 } else { v2 };
+            assert_eq!(env.stored_sha1(done["fileId"].as_str().unwrap()).await.1, sha);
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn outbound_hosts_outside_the_allowlist_are_refused_by_the_host() {
+    // The component allows any source ("*"), but spin.toml's allowed_outbound_hosts
+    // then holds no usable entry for it: the host refuses, as Spin does.
+    let env = env(Options { source_origin: Some("*".into()), ..Options::default() }).await;
+    env.file("x.mp4", 1000, 1);
+    let (status, v) = env.call("POST", "/uploads", &serde_json::json!({ "source": env.url("x.mp4") }).to_string(), Some(TOKEN)).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (502, Some("source_unreachable")), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("HttpRequestDenied"), "{v}");
+}
+
+#[tokio::test]
+async fn bad_input_over_http() {
+    let env = env(Options::default()).await;
+    let (s, v) = env.call("GET", "/healthz", "", None).await;
+    assert_eq!((s, v["ok"].as_bool()), (200, Some(true)));
+    assert_eq!(env.call("GET", "/uploads", "", None).await.0, 401);
+    assert_eq!(env.call("GET", "/uploads", "", Some("nope")).await.0, 401);
+    for (body, status, code) in [
+        ("{", 400, "bad_request"),
+        (r#"{"source":"http://x/a","extra":1}"#, 400, "bad_request"),
+        (r#"{"source":"gopher://x/a"}"#, 400, "invalid_source"),
+        (r#"{"source":"https://elsewhere.example/a.mp4"}"#, 403, "source_not_allowed"),
+        (r#"{"source":"/etc/passwd"}"#, 403, "source_not_allowed"),
+    ] {
+        let (s, v) = env.call("POST", "/uploads", body, Some(TOKEN)).await;
+        assert_eq!((s, v["error"]["code"].as_str()), (status, Some(code)), "{body}: {v}");
+    }
+    let (s, v) = env.call("POST", "/uploads", &"x".repeat(100_000), Some(TOKEN)).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (413, Some("payload_too_large")));
+    assert_eq!(env.call("GET", "/uploads/ffffffffffffffffffff", "", Some(TOKEN)).await.0, 404);
+    assert_eq!(env.call("PATCH", "/uploads", "", Some(TOKEN)).await.0, 405);
+    let (s, v) = env.call("GET", "/uploads", "", Some(TOKEN)).await;
+    assert_eq!((s, v["uploads"].as_array().map(Vec::len)), (200, Some(0)));
+}
+
+#[tokio::test]
+async fn tick_drives_uploads_like_a_cron_trigger() {
+    // No faults: a retryable fault would make tick wait out `retryAfter` in real time.
+    let env = env(Options { budget_ms: 100, faults: 0.0, ..Options::default() }).await;
+    let shas: Vec<String> = (0..3).map(|i| env.file(&format!("t{i}.mp4"), 2 * 1_048_576 + i, i)).collect();
+    for i in 0..3 {
+        env.create(&env.url(&format!("t{i}.mp4"))).await;
+    }
+    for _ in 0..500 {
+        let (status, v) = env.call("POST", "/tick", "", Some(TOKEN)).await;
+        assert_eq!(status, 200, "{v}");
+        if v["waiting"] == 0 {
+            break;
+        }
+    }
+    let (_, list) = env.call("GET", "/uploads", "", Some(TOKEN)).await;
+    let uploads = list["uploads"].as_array().unwrap();
+    assert_eq!(uploads.len(), 3);
+    for u in uploads {
+        assert_eq!(u["state"], "done", "{u}");
+        assert!(shas.contains(&u["fileSha"].as_str().unwrap().to_owned()));
+    }
+}
