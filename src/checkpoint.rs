@@ -344,42 +344,24 @@ pub(crate) mod tests {
     use proptest::prelude::*;
 
     pub(crate) fn record(size: u64, part: u64) -> Record {
-        Record {
-            format: FORMAT,
-            id: "0123456789abcdef0123".into(),
-            spec: Spec {
-                source: Source::Url(format!("https://bucket.s3.amazonaws.com/{}?X-Amz-Signature={}", "v".repeat(200), "s".repeat(64))),
-                file_name: "n".repeat(40),
-                file_type: "mp4".into(),
-                tags: vec!["t".repeat(32); 16],
-                class_id: Some(u64::MAX),
-                is_transcode: true,
-                is_screenshot: true,
-                is_watermark: true,
-                data_size: part,
-            },
-            identity: Identity { size, etag: Some(format!("\"{}\"", "e".repeat(64))), last_modified: Some("Wed, 21 Oct 2015 07:28:00 GMT".into()) },
-            state: State::Hashing,
-            hashing: Some(HashState { offset: 0, sha1: vec![0; 92], part_md5: vec![0; 88] }),
-            md5_part_size: part,
-            md5_chunks: 0,
-            md5_tail: Vec::new(),
-            file_sha: Some("f".repeat(40)),
-            part_size: part,
-            session: false,
-            done_below: 0,
-            done_above: Vec::new(),
-            file_id: None,
-            url: None,
-            error: None,
-            retry_after: None,
-            invocations: 0,
-            created_at: 1,
-            updated_at: 2,
-            repairs: 0,
-            read_rate: 0,
-            stats: Stats::default(),
-        }
+        // The largest spec the API accepts, mid-hash.
+        let spec = Spec {
+            source: Source::Url(format!("https://bucket.s3.amazonaws.com/{}?X-Amz-Signature={}", "v".repeat(200), "s".repeat(64))),
+            file_name: "n".repeat(40),
+            file_type: "mp4".into(),
+            tags: vec!["t".repeat(32); 16],
+            class_id: Some(u64::MAX),
+            is_transcode: true,
+            is_screenshot: true,
+            is_watermark: true,
+            data_size: part,
+        };
+        let identity = Identity { size, etag: Some(format!("\"{}\"", "e".repeat(64))), last_modified: Some("Wed, 21 Oct 2015 07:28:00 GMT".into()) };
+        let mut r = crate::job::new_record(spec, identity, 1);
+        crate::job::start_hashing(&mut r);
+        r.id = "0123456789abcdef0123".into();
+        r.file_sha = Some("f".repeat(40));
+        r
     }
 
     #[test]

@@ -219,21 +219,24 @@ impl VodClient {
     }
 }
 
-/// SHA-1 (lower-case hex) and size of a file, in one streaming pass.
-pub fn sha1_of_file(path: &Path) -> std::io::Result<(String, u64)> {
-    use std::io::Read;
-    let mut file = std::fs::File::open(path)?;
+/// SHA-1 (lower-case hex) and length of everything `reader` yields, streamed.
+pub fn sha1_of_reader(mut reader: impl std::io::Read) -> std::io::Result<(String, u64)> {
     let mut hasher = sha1::Sha1::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut size = 0u64;
     loop {
-        let n = file.read(&mut buf)?;
+        let n = reader.read(&mut buf)?;
         if n == 0 {
             return Ok((vod_uploader::hex::encode(&hasher.finalize()), size));
         }
         hasher.update(&buf[..n]);
         size += n as u64;
     }
+}
+
+/// SHA-1 (lower-case hex) and size of a file, in one streaming pass.
+pub fn sha1_of_file(path: &Path) -> std::io::Result<(String, u64)> {
+    sha1_of_reader(std::fs::File::open(path)?)
 }
 
 /// Writes `size` deterministic pseudo-random bytes (from `seed`) to `path`: test and

@@ -249,7 +249,7 @@ async fn init(state: &Arc<State>, q: &Query) -> Result<Value, Reject> {
         data_size: p.data_size,
         tags: p.tags,
         class_id: p.class_id,
-        flags: p.flags,
+        flags: [p.is_transcode, p.is_screenshot, p.is_watermark],
         created_at: now_unix(),
     })?;
     if session.file_size != p.file_size {

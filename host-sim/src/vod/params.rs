@@ -3,7 +3,7 @@
 
 use super::reply::Reject;
 use vod_uploader::hex;
-use vod_uploader::protocol::{FORBIDDEN_NAME_CHARS, MAX_FILE_NAME_BYTES, PART_SIZES};
+use vod_uploader::protocol::{InitUpload, UploadPart, FORBIDDEN_NAME_CHARS, MAX_FILE_NAME_BYTES, PART_SIZES};
 
 /// The decoded query string, in order, names as sent.
 #[derive(Debug, Clone, Default)]
@@ -137,29 +137,9 @@ pub fn file_sha(q: &Query) -> Result<String, Reject> {
     Ok(v.to_ascii_lowercase())
 }
 
-/// InitUpload's validated parameters.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Init {
-    /// fileName.
-    pub file_name: String,
-    /// fileSha, lower case.
-    pub file_sha: String,
-    /// fileSize.
-    pub file_size: u64,
-    /// dataSize asked for.
-    pub data_size: u64,
-    /// fileType.
-    pub file_type: String,
-    /// tags in N order.
-    pub tags: Vec<String>,
-    /// classId.
-    pub class_id: Option<u64>,
-    /// isTranscode, isScreenshot, isWatermark.
-    pub flags: [bool; 3],
-}
-
-/// Reads InitUpload's parameters, or names the one that is wrong (-10003).
-pub fn init(q: &Query) -> Result<Init, Reject> {
+/// Reads InitUpload's parameters, or names the one that is wrong (-10003). The
+/// result is the protocol's own [`InitUpload`]: one definition for both sides.
+pub fn init(q: &Query) -> Result<InitUpload, Reject> {
     let file_name = q.required("fileName", Reject::param)?;
     if file_name.len() > MAX_FILE_NAME_BYTES {
         return Err(Reject::param(format!(
@@ -200,7 +180,8 @@ pub fn init(q: &Query) -> Result<Init, Reject> {
             Some(other) => return Err(Reject::param(format!("{name} must be 0 or 1, got {other:?}"))),
         };
     }
-    Ok(Init {
+    let [is_transcode, is_screenshot, is_watermark] = flags;
+    Ok(InitUpload {
         file_name: file_name.to_owned(),
         file_sha,
         file_size,
@@ -208,7 +189,9 @@ pub fn init(q: &Query) -> Result<Init, Reject> {
         file_type: file_type.to_owned(),
         tags,
         class_id,
-        flags,
+        is_transcode,
+        is_screenshot,
+        is_watermark,
     })
 }
 
@@ -240,21 +223,8 @@ fn tags(q: &Query) -> Result<Vec<String>, Reject> {
     Ok(tags.into_iter().map(|(_, v)| v).collect())
 }
 
-/// UploadPart's parameters, before they are checked against the session.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Part {
-    /// fileSha, lower case.
-    pub file_sha: String,
-    /// offset.
-    pub offset: u64,
-    /// dataSize: this part's length.
-    pub data_size: u64,
-    /// dataMd5, lower case.
-    pub data_md5: String,
-}
-
 /// Reads UploadPart's parameters, or names the one that is wrong (-10003).
-pub fn part(q: &Query) -> Result<Part, Reject> {
+pub fn part(q: &Query) -> Result<UploadPart, Reject> {
     let file_sha = file_sha(q)?;
     let offset = parse_uint(q, "offset", Reject::param)?;
     let data_size = parse_uint(q, "dataSize", Reject::param)?;
@@ -265,7 +235,7 @@ pub fn part(q: &Query) -> Result<Part, Reject> {
     if !hex::is_hex(md5, 32) {
         return Err(Reject::param(format!("dataMd5 must be 32 hex digits (the part's MD5), got {md5:?}")));
     }
-    Ok(Part { file_sha, offset, data_size, data_md5: md5.to_ascii_lowercase() })
+    Ok(UploadPart { file_sha, offset, data_size, data_md5: md5.to_ascii_lowercase() })
 }
 
 #[cfg(test)]
@@ -286,7 +256,7 @@ mod tests {
     fn the_documented_example_is_valid() {
         let p = init(&init_q("&tags.1=foo&tags.2=bar&isTranscode=1&isScreenshot=1&isWatermark=1")).unwrap();
         assert_eq!(p.tags, vec!["foo", "bar"]);
-        assert_eq!(p.flags, [true; 3]);
+        assert!(p.is_transcode && p.is_screenshot && p.is_watermark);
     }
 
     #[test]

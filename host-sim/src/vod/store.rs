@@ -246,26 +246,15 @@ impl Store {
     /// SHA-1 (lower-case hex) of the first `len` bytes of `file_sha`'s data file, read
     /// in a streaming pass. Slow for big files: call it off the async executor.
     pub fn hash_data(&self, file_sha: &str, len: u64) -> Result<String> {
-        use sha1::Digest;
-        let mut file = fs::File::open(self.data_path(file_sha))?.take(len);
-        let mut hasher = sha1::Sha1::new();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut seen = 0u64;
-        loop {
-            let n = file.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            seen += n as u64;
-        }
+        let file = fs::File::open(self.data_path(file_sha))?.take(len);
+        let (sha, seen) = crate::client::sha1_of_reader(file)?;
         if seen < len {
             return Err(StoreError::Io(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
                 format!("data file holds {seen} of {len} bytes"),
             )));
         }
-        Ok(vod_uploader::hex::encode(&hasher.finalize()))
+        Ok(sha)
     }
 
     /// Turns the session into a finished file, in one transaction: the file row is
