@@ -49,9 +49,11 @@ async fn every_fault_kind_behaves_as_documented() {
     assert!(send_raw("GET", &url, None).await.is_err());
     assert_eq!(get(sim.addr(), &format!("/sim/sessions/{sha}")).await.0, 200);
 
-    // Slow: answered normally, later.
+    // Slow: answered normally, but not before the slow delay (20 ms) passed.
     let sim = only(FaultKind::Slow).await;
+    let asked = std::time::Instant::now();
     assert_eq!(Call::init(&sha, 1000, HALF).send(sim.addr()).await.code(), 0);
+    assert!(asked.elapsed() >= Duration::from_millis(20));
 
     // Inspection endpoints never meet faults.
     let sim = only(FaultKind::DropBefore).await;

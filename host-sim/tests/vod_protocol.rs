@@ -29,6 +29,28 @@ async fn full_multipart_upload_and_inspection() {
     let (_, session) = get_json(sim.addr(), &format!("/sim/sessions/{}", sha1_hex(&bytes))).await;
     assert_eq!(session["state"], "finished");
     assert_eq!(get(sim.addr(), "/sim/files/1").await.0, 404);
+    assert_eq!(get(sim.addr(), "/healthz").await, (200, b"ok\n".to_vec()));
+}
+
+#[tokio::test]
+async fn flags_and_tags_are_kept_on_the_session() {
+    let sim = sim().await;
+    let sha = sha1_hex(b"flags");
+    let init = Call::init(&sha, 5, HALF).with("isTranscode", "1").with("isWatermark", "1").with("tags.2", "b").with("tags.1", "a").with("classId", "7");
+    assert_eq!(init.send(sim.addr()).await.code(), 0);
+    let (_, s) = get_json(sim.addr(), &format!("/sim/sessions/{sha}")).await;
+    assert_eq!((&s["isTranscode"], &s["isScreenshot"], &s["isWatermark"]), (&1.into(), &0.into(), &1.into()), "{s}");
+    assert_eq!((&s["tags"], &s["classId"]), (&serde_json::json!(["a", "b"]), &7.into()));
+}
+
+#[tokio::test]
+async fn dropping_the_simulator_stops_it() {
+    let sim = sim().await;
+    let addr = sim.addr();
+    assert_eq!(get(addr, "/healthz").await.0, 200);
+    drop(sim);
+    tokio::task::yield_now().await;
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "still accepting after drop");
 }
 
 #[tokio::test]

@@ -260,6 +260,27 @@ mod tests {
     }
 
     #[test]
+    fn limits_are_inclusive() {
+        let name40 = "n".repeat(40);
+        assert!(init(&q(&format!("fileName={name40}&fileSha={SHA}&fileSize=1&dataSize=524288&fileType=mp4"))).is_ok());
+        assert!(init(&init_q("").clone_with("fileType", &"a".repeat(16))).is_ok());
+        assert!(init(&init_q("").clone_with("fileType", &"a".repeat(17))).is_err());
+        assert!(init(&init_q(&format!("&tags.1={}", "é".repeat(32)))).is_ok());
+        assert!(init(&init_q(&format!("&tags.1={}", "é".repeat(33)))).is_err());
+        assert!(init(&init_q("&tags.1=a%07b")).is_err());
+        let sixteen: String = (1..=16).map(|i| format!("&tags.{i}=t")).collect();
+        assert_eq!(init(&init_q(&sixteen)).unwrap().tags.len(), 16);
+    }
+
+    impl Query {
+        fn clone_with(&self, name: &str, value: &str) -> Query {
+            let mut pairs: Vec<(String, String)> = self.pairs.iter().filter(|(k, _)| k != name).cloned().collect();
+            pairs.push((name.into(), value.into()));
+            Query { pairs }
+        }
+    }
+
+    #[test]
     fn sdk_spellings_are_accepted() {
         let p = init(&q(&format!(
             "fileName=t&fileSha={}&fileSize=1&dataSize=524288&fileType=flv&tag.2=b&tags_1=a",

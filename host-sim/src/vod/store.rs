@@ -329,13 +329,18 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let (first, created) = store.create_session(&session(1_000_000)).unwrap();
         assert!(created);
+        assert_eq!(first, session(1_000_000), "every field, flags included, reads back as written");
         let mut other = session(1_000_000);
         other.data_size = 1_048_576;
         assert_eq!(store.create_session(&other).unwrap(), (first.clone(), false));
         store.put_part(&first.file_sha, 524_288, &[7u8; 475_712], "m").unwrap();
         drop(store);
         let store = Store::open(dir.path()).unwrap();
-        assert_eq!(store.session(&first.file_sha).unwrap(), Some(first.clone()));
+        assert_eq!(store.session(&first.file_sha).unwrap(), Some(session(1_000_000)));
+        let mut other_flags = session(1_000_000);
+        other_flags.file_sha = "cd".repeat(20);
+        other_flags.flags = [false, true, false];
+        assert_eq!(store.create_session(&other_flags).unwrap().0.flags, [false, true, false]);
         assert_eq!(store.parts(&first.file_sha).unwrap(), vec![Part { offset: 524_288, size: 475_712, md5: "m".into() }]);
     }
 
