@@ -209,11 +209,14 @@ async fn hundreds_of_random_kills_lose_nothing() {
         assert_eq!(env.stored_sha1(file_id).await, (*size, sha.clone()));
     }
     let s = &env.host.stats;
+    let total: u64 = uploads.iter().map(|u| u.2).sum();
+    let served = env.files.stats.bytes.load(Ordering::Relaxed);
     println!(
-        "kills: {}, invocations: {}, uploads: {}",
+        "kills: {}, invocations: {}, uploads: {}, bytes of all files: {total}, bytes served by the source: {served} ({:.2}x)",
         s.chaos_kills.load(Ordering::Relaxed),
         s.invocations.load(Ordering::Relaxed),
-        uploads.len()
+        uploads.len(),
+        served as f64 / total as f64
     );
 }
 
