@@ -36,11 +36,19 @@ struct Options {
     chaos: f64,
     chaos_window: Duration,
     source_origin: Option<String>,
+    limits: up::Limits,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { faults: 0.05, budget_ms: 200, chaos: 0.0, chaos_window: Duration::ZERO, source_origin: None }
+        Options {
+            faults: 0.05,
+            budget_ms: 200,
+            chaos: 0.0,
+            chaos_window: Duration::ZERO,
+            source_origin: None,
+            limits: up::Limits::default(),
+        }
     }
 }
 
@@ -65,7 +73,7 @@ async fn env(o: Options) -> Env {
         ],
         dirs: vec![(root.path().to_owned(), "/media".into())],
         kv_path: kv_dir.path().join("kv.sqlite"),
-        limits: up::Limits::default(),
+        limits: o.limits,
         chaos_kill_rate: o.chaos,
         chaos_window: o.chaos_window,
         seed: 11,
@@ -299,4 +307,31 @@ async fn tick_drives_uploads_like_a_cron_trigger() {
         assert_eq!(u["state"], "done", "{u}");
         assert!(shas.contains(&u["fileSha"].as_str().unwrap().to_owned()));
     }
+}
+
+#[tokio::test]
+async fn platform_limits_are_enforced() {
+    // Time: a 1-byte-per-ms budget is far beyond a 40 ms limit; the host kills it.
+    let limits = up::Limits { time: Duration::from_millis(40), ..up::Limits::default() };
+    let timed = env(Options { budget_ms: 60_000, faults: 0.0, limits, ..Options::default() }).await;
+    timed.file("slow.mp4", 64 << 20, 1);
+    let (status, v) = timed.call("POST", "/uploads", &serde_json::json!({ "source": timed.url("slow.mp4") }).to_string(), Some(TOKEN)).await;
+    assert_eq!(status, 500, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("time limit"), "{v}");
+    assert!(timed.host.stats.timeouts.load(Ordering::Relaxed) >= 1);
+
+    // Value size: the upload's record does not fit a 200-byte value.
+    let limits = up::Limits { value_bytes: 200, ..up::Limits::default() };
+    let sized = env(Options { faults: 0.0, limits, ..Options::default() }).await;
+    sized.file("big-record.mp4", 1000, 2);
+    let (status, v) = sized.call("POST", "/uploads", &serde_json::json!({ "source": sized.url("big-record.mp4") }).to_string(), Some(TOKEN)).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (500, Some("storage_error")), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("the limit is 200"), "{v}");
+
+    // Memory: less linear memory than the component needs to start.
+    let limits = up::Limits { memory: 64 << 10, ..up::Limits::default() };
+    let small = env(Options { faults: 0.0, limits, ..Options::default() }).await;
+    let (status, _) = small.call("GET", "/healthz", "", None).await;
+    assert_eq!(status, 500);
+    assert!(small.host.stats.failures.load(Ordering::Relaxed) >= 1);
 }
