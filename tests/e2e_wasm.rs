@@ -311,7 +311,7 @@ async fn tick_drives_uploads_like_a_cron_trigger() {
 
 #[tokio::test]
 async fn platform_limits_are_enforced() {
-    // Time: a 1-byte-per-ms budget is far beyond a 40 ms limit; the host kills it.
+    // Time: a 60 s work budget is far beyond a 40 ms limit; the host kills the invocation.
     let limits = up::Limits { time: Duration::from_millis(40), ..up::Limits::default() };
     let timed = env(Options { budget_ms: 60_000, faults: 0.0, limits, ..Options::default() }).await;
     timed.file("slow.mp4", 64 << 20, 1);
