@@ -97,14 +97,15 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Defaults: 20 s budget, 4 parts at once, a checkpoint every 2 s.
+    /// Defaults: 20 s budget, 4 parts at once, a checkpoint every 2 s, files up to
+    /// 8 MiB read once.
     pub fn new(signer: Signer) -> Self {
         Settings {
             signer,
             budget: Duration::from_secs(20),
             concurrency: 4,
             checkpoint_every: Duration::from_secs(2),
-            memory_threshold: 16 << 20,
+            memory_threshold: 8 << 20,
             attempts: 5,
             first_read: 64 << 20,
             retry_after_secs: 5,
@@ -268,7 +269,7 @@ struct Run<'a, I: Io> {
     deadline: Instant,
     last_save: Instant,
     /// The whole file, when it fits the memory threshold and was read this invocation.
-    memory: Option<Rc<[u8]>>,
+    memory: Option<Rc<Vec<u8>>>,
     /// MD5 chunks loaded this invocation.
     chunks: HashMap<u64, Vec<u8>>,
     /// Whether this invocation moved the upload forward yet: the budget is only
@@ -280,7 +281,7 @@ struct Run<'a, I: Io> {
 enum Reader<B> {
     Http { body: B, left: u64 },
     File { file: std::fs::File, left: u64 },
-    Memory { bytes: Rc<[u8]>, pos: usize, end: usize },
+    Memory { bytes: Rc<Vec<u8>>, pos: usize, end: usize },
 }
 
 impl<B: Body> Reader<B> {
@@ -440,7 +441,7 @@ impl<'a, I: Io> Run<'a, I> {
         let size = rec.identity.size;
         // A small file is read once: kept from this pass for the upload pass.
         let keep = size <= self.s.memory_threshold && hasher.offset() == 0;
-        let mut kept = Vec::new();
+        let mut kept = Vec::with_capacity(if keep { size as usize } else { 0 });
         while !hasher.is_complete() && !self.out_of_time() {
             let start = hasher.offset();
             let end = if keep { size } else { (start + self.read_len(rec)).min(size) };
@@ -466,7 +467,7 @@ impl<'a, I: Io> Run<'a, I> {
         }
         if let Some(sha) = hasher.file_sha() {
             if keep {
-                self.memory = Some(Rc::from(kept));
+                self.memory = Some(Rc::new(kept));
             }
             for (key, value) in rec.push_md5s(&hasher.take_completed()) {
                 self.io.kv_set(&key, &value).map_err(storage)?;

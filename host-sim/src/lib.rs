@@ -5,6 +5,7 @@
 //! - [`demo`] and [`bench`]: the README's main job and the ingest benchmark.
 
 pub mod bench;
+pub mod benchmark;
 pub mod client;
 pub mod demo;
 pub mod files;
