@@ -91,15 +91,7 @@ async fn host(args: &BenchArgs, s: &Servers, kv: &std::path::Path) -> anyhow::Re
 }
 
 async fn call(client: &http::HttpClient, addr: SocketAddr, method: &str, path: &str, body: &str) -> anyhow::Result<(u16, Value)> {
-    let request = hyper::Request::builder()
-        .method(method)
-        .uri(format!("http://{addr}{path}"))
-        .header("authorization", format!("Bearer {TOKEN}"))
-        .body(http::full(Bytes::from(body.to_owned())))?;
-    let response = client.request(request).await?;
-    let status = response.status().as_u16();
-    let bytes = response.into_body().collect().await?.to_bytes();
-    Ok((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
+    http::api_call(client, addr, method, path, body, Some(TOKEN)).await
 }
 
 /// One upload measured.

@@ -4,7 +4,6 @@
 //! through the component's API and driven to the end, then checked byte for byte.
 
 use crate::{files, http, up, vod};
-use bytes::Bytes;
 use http_body_util::BodyExt;
 use serde_json::Value;
 use sha1::Digest as _;
@@ -77,16 +76,7 @@ pub async fn upload(args: UploadArgs) -> anyhow::Result<()> {
 }
 
 async fn api(client: &http::HttpClient, addr: SocketAddr, method: &str, path: &str, body: &str) -> anyhow::Result<(u16, Value)> {
-    let request = hyper::Request::builder()
-        .method(method)
-        .uri(format!("http://{addr}{path}"))
-        .header("authorization", format!("Bearer {DEMO_TOKEN}"))
-        .header("content-type", "application/json")
-        .body(http::full(Bytes::from(body.to_owned())))?;
-    let response = client.request(request).await?;
-    let status = response.status().as_u16();
-    let bytes = response.into_body().collect().await?.to_bytes();
-    Ok((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
+    http::api_call(client, addr, method, path, body, Some(DEMO_TOKEN)).await
 }
 
 /// The API token the demo's component is started with.

@@ -122,3 +122,24 @@ pub fn client() -> HttpClient {
     connector.set_nodelay(true);
     Client::builder(TokioExecutor::new()).build(connector)
 }
+
+/// Calls a JSON API on `addr` with an optional bearer token: status and parsed body
+/// (`Null` when the body is not JSON).
+pub async fn api_call(
+    client: &HttpClient,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+    token: Option<&str>,
+) -> anyhow::Result<(u16, serde_json::Value)> {
+    use http_body_util::BodyExt as _;
+    let mut builder = Request::builder().method(method).uri(format!("http://{addr}{path}"));
+    if let Some(token) = token {
+        builder = builder.header("authorization", format!("Bearer {token}"));
+    }
+    let response = client.request(builder.body(full(Bytes::from(body.to_owned())))?).await?;
+    let status = response.status().as_u16();
+    let bytes = response.into_body().collect().await?.to_bytes();
+    Ok((status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null)))
+}

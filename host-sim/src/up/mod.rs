@@ -13,6 +13,7 @@ pub mod manifest;
 
 use crate::http::{self, Body, Dropped};
 use crate::kv::SqliteKv;
+use crate::vod::faults::splitmix64;
 use anyhow::{anyhow, Context as _, Result};
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -327,13 +328,6 @@ struct Shared {
     stats: Arc<HostStats>,
     secrets: Vec<String>,
     log_lock: Mutex<()>,
-}
-
-fn splitmix64(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
 }
 
 /// Measures the time spent inside `poll`: the guest's own run time (with the host
