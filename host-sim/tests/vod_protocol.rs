@@ -433,3 +433,24 @@ async fn answers_have_the_documented_shape() {
     let answer = send_raw("PUT", &Call::finish(&sha).url(sim.addr()), None).await.unwrap();
     assert_eq!(answer.status, 405);
 }
+
+#[tokio::test]
+async fn a_truncated_body_is_named_as_such() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sim = sim().await;
+    let a = sim.addr();
+    assert_eq!(sim.running.endpoint(), format!("http://{a}/v2/index.php"));
+    let bytes = data(100, 3);
+    let sha = sha1_hex(&bytes);
+    assert_eq!(Call::init(&sha, 100, HALF).send(a).await.code(), 0);
+    let url = Call::part(&sha, 0, &bytes).url(a);
+    let path = url.split_once(&a.to_string()).unwrap().1;
+    // Content-Length promises 100 bytes; 40 arrive, then the client stops sending.
+    let mut stream = tokio::net::TcpStream::connect(a).await.unwrap();
+    stream.write_all(format!("POST {path} HTTP/1.1\r\nHost: {a}\r\nContent-Length: 100\r\n\r\n").as_bytes()).await.unwrap();
+    stream.write_all(&bytes[..40]).await.unwrap();
+    stream.shutdown().await.unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer).await;
+    assert!(answer.contains("-10006") && answer.contains("could not be read"), "{answer}");
+}
