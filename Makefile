@@ -5,7 +5,7 @@ CARGO ?= cargo
 WASM_TARGET := wasm32-wasip1
 WASM := target/$(WASM_TARGET)/release/vod_uploader.wasm
 
-.PHONY: setup wasm demo test bench-vod clean
+.PHONY: setup wasm demo test bench bench-vod clean
 
 # Ensures the wasm target; remembers which toolchain directory builds wasm (empty for
 # rustup's, /usr/bin for the offline fallback) in target/.wasm-path.
@@ -28,6 +28,10 @@ demo: wasm
 # Every test: the wasm build, then unit, property and end-to-end tests.
 test: wasm
 	$(CARGO) test --workspace
+
+# The uploader's benchmarks (see README "Performance"); release build, JSON in target/bench.json.
+bench: wasm
+	$(CARGO) run --release -p host-sim -- bench
 
 # The simulator's ingest rate (a benchmark, not a test).
 bench-vod:
