@@ -90,7 +90,7 @@ pub struct Settings {
     pub memory_threshold: u64,
     /// Attempts per VOD call within an invocation.
     pub attempts: u32,
-    /// Size of a ranged read before a read rate is known (`u64::MAX`: to the end).
+    /// Size of the first ranged read, before a read rate is known.
     pub first_read: u64,
     /// Seconds to wait after an invocation ended on a retryable error.
     pub retry_after_secs: u64,
@@ -107,10 +107,7 @@ impl Settings {
             checkpoint_every: Duration::from_secs(2),
             memory_threshold: 8 << 20,
             attempts: 5,
-            // Until a read rate is known, read to the end: TCP backpressure bounds what
-            // a stop at the deadline throws away, and one read per pass is the fewest
-            // requests.
-            first_read: u64::MAX,
+            first_read: 64 << 20,
             retry_after_secs: 5,
         }
     }
@@ -447,7 +444,7 @@ impl<'a, I: Io> Run<'a, I> {
         let mut kept = Vec::with_capacity(if keep { size as usize } else { 0 });
         while !hasher.is_complete() && !self.out_of_time() {
             let start = hasher.offset();
-            let end = if keep { size } else { start.saturating_add(self.read_len(rec)).min(size) };
+            let end = if keep { size } else { (start + self.read_len(rec)).min(size) };
             let mut reader = self.open(rec, start, end).await?;
             let began = Instant::now();
             let mut got = 0u64;
