@@ -14,11 +14,13 @@ setup:
 	@./.ci/ensure-wasm-target > target/.wasm-setup.out
 	@tail -n 1 target/.wasm-setup.out > target/.wasm-path
 
-# The Spin component, exactly as spin.toml's build command makes it.
+# The Spin component, exactly as spin.toml's build command makes it; then the hashing
+# harness (the core without the component; its own build, so features do not unify).
 wasm: setup
 	@WASM_PATH=$$(cat target/.wasm-path); \
 	if [ -n "$$WASM_PATH" ]; then export PATH="$$WASM_PATH:$$PATH"; fi; \
-	$(CARGO) build --target $(WASM_TARGET) --release -p vod-uploader
+	$(CARGO) build --target $(WASM_TARGET) --release -p vod-uploader && \
+	$(CARGO) build --target $(WASM_TARGET) --release -p hashbench
 	@ls -l $(WASM)
 
 # The main job on embedded defaults.
@@ -30,7 +32,10 @@ test: wasm
 	$(CARGO) test --workspace
 
 # The uploader's benchmarks (see README "Performance"); release build, JSON in target/bench.json.
+# The `hash` case also needs the hashing harness built natively with the sha1 crate's
+# portable backend (its own target dir: the cfg applies to every crate of that build).
 bench: wasm
+	RUSTFLAGS='--cfg sha1_backend="soft"' $(CARGO) build --release -p hashbench --target-dir target/portable
 	$(CARGO) run --release -p host-sim -- bench
 
 # The simulator's ingest rate (a benchmark, not a test).

@@ -76,9 +76,21 @@ impl Io for SpinIo {
     }
 
     async fn sleep(&self, duration: Duration) {
-        // Blocks the instance (no other future runs meanwhile); only retry backoffs
-        // of a fraction of a second use it.
-        std::thread::sleep(duration);
+        // A monotonic-clock pollable on Spin's executor: other parts go on uploading
+        // while one waits out its backoff.
+        use wasi::clocks::monotonic_clock;
+        let deadline = monotonic_clock::now().saturating_add(duration.as_nanos().min(u64::MAX as u128) as u64);
+        let mut registered: Option<spin_executor::CancelOnDropToken> = None;
+        std::future::poll_fn(|cx| {
+            if monotonic_clock::now() >= deadline {
+                return std::task::Poll::Ready(());
+            }
+            let pollable = monotonic_clock::subscribe_instant(deadline);
+            // Replacing the token drops (cancels) the previous registration.
+            registered.replace(spin_executor::push_waker_and_get_token(pollable, cx.waker().clone()).into());
+            std::task::Poll::Pending
+        })
+        .await
     }
 
     fn unix_now(&self) -> u64 {
@@ -114,6 +126,12 @@ fn config() -> Result<Config, String> {
     let mut settings = Settings::new(signer);
     settings.budget = Duration::from_millis(number("budget_ms", 20_000)?);
     settings.concurrency = number("concurrency", 4)?.clamp(1, 32) as usize;
+    // The whole file sits in linear memory (128 MiB on the platforms) next to the parts.
+    let read_once = number("read_once_mib", settings.memory_threshold >> 20)?;
+    if read_once > 64 {
+        return Err("the read_once_mib variable must be at most 64".into());
+    }
+    settings.memory_threshold = read_once << 20;
     let policy = SourcePolicy {
         allowed_origins: variable("source_origin")
             .map(|v| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())

@@ -90,7 +90,7 @@ pub struct Settings {
     pub memory_threshold: u64,
     /// Attempts per VOD call within an invocation.
     pub attempts: u32,
-    /// Size of the first ranged read, before a read rate is known.
+    /// Length of a ranged read while no read rate is known (`u64::MAX`: to the end).
     pub first_read: u64,
     /// Seconds to wait after an invocation ended on a retryable error.
     pub retry_after_secs: u64,
@@ -107,7 +107,9 @@ impl Settings {
             checkpoint_every: Duration::from_secs(2),
             memory_threshold: 8 << 20,
             attempts: 5,
-            first_read: 64 << 20,
+            // Until a read rate is known, read to the end: one request per pass, and a
+            // stop at the deadline throws away only what TCP buffered, as with any length.
+            first_read: u64::MAX,
             retry_after_secs: 5,
         }
     }
@@ -295,7 +297,9 @@ impl<B: Body> Reader<B> {
                     None => Err(SourceError::Unreachable(format!("source body ended {left} bytes early")).into()),
                     Some(Err(e)) => Err(SourceError::Unreachable(format!("source read failed: {e}")).into()),
                     Some(Ok(mut chunk)) => {
-                        chunk.truncate(chunk.len().min(*left as usize));
+                        // Compared as u64: on wasm32 a read of 4 GiB or more has a
+                        // `left` that does not fit usize (a cast would truncate it).
+                        chunk.truncate((chunk.len() as u64).min(*left) as usize);
                         *left -= chunk.len() as u64;
                         Ok(Some(chunk))
                     }
@@ -426,11 +430,12 @@ impl<'a, I: Io> Run<'a, I> {
 
     /// Stores the hasher's progress: new MD5 chunks first, then the record.
     fn save_hashing(&mut self, rec: &mut Record, hasher: &mut Hasher) -> Result<(), Error> {
-        for (key, value) in rec.push_md5s(&hasher.take_completed()) {
+        let (md5s, saved) = hasher.checkpoint();
+        for (key, value) in rec.push_md5s(&md5s) {
             self.io.kv_set(&key, &value).map_err(storage)?;
             rec.stats.kv_writes += 1;
         }
-        rec.hashing = Some(HashState::from(hasher.save()));
+        rec.hashing = Some(HashState::from(saved));
         self.save(rec)
     }
 
@@ -444,7 +449,7 @@ impl<'a, I: Io> Run<'a, I> {
         let mut kept = Vec::with_capacity(if keep { size as usize } else { 0 });
         while !hasher.is_complete() && !self.out_of_time() {
             let start = hasher.offset();
-            let end = if keep { size } else { (start + self.read_len(rec)).min(size) };
+            let end = if keep { size } else { start.saturating_add(self.read_len(rec)).min(size) };
             let mut reader = self.open(rec, start, end).await?;
             let began = Instant::now();
             let mut got = 0u64;

@@ -2,6 +2,7 @@
 //! the upload: the SHA-1 of the whole file and the MD5 of every part. Its state can be
 //! saved mid-stream (even mid-block and mid-part) and restored in a later invocation.
 
+use crate::md5x4::{self, LANES};
 use crate::parts::Layout;
 use md5::Md5;
 use sha1::digest::common::hazmat::{SerializableState, SerializedState};
@@ -11,12 +12,20 @@ use sha1::{Digest, Sha1};
 pub type PartMd5 = [u8; 16];
 
 /// The hashing pass over a file.
+///
+/// Part MD5s are computed [`LANES`] parts at a time ([`crate::md5x4`]): whole parts are
+/// gathered from a part boundary until `LANES` of them are in (`LANES` x part size of
+/// memory), then hashed together. A part begun but not gathered (the state was saved
+/// mid-part) is finished on its own, as is anything left at a checkpoint or at the end.
 #[derive(Clone)]
 pub struct Hasher {
     layout: Layout,
     offset: u64,
     sha1: Sha1,
-    part: Md5,
+    /// The MD5 of a part begun before a checkpoint; while set, `batch` is empty.
+    single: Option<Md5>,
+    /// The bytes `offset - batch.len() .. offset`, from a part boundary.
+    batch: Vec<u8>,
     completed: Vec<PartMd5>,
 }
 
@@ -48,7 +57,7 @@ impl std::error::Error for BadHasherState {}
 impl Hasher {
     /// A pass from the start of a file laid out as `layout`.
     pub fn new(layout: Layout) -> Self {
-        Hasher { layout, offset: 0, sha1: Sha1::new(), part: Md5::new(), completed: Vec::new() }
+        Hasher { layout, offset: 0, sha1: Sha1::new(), single: None, batch: Vec::new(), completed: Vec::new() }
     }
 
     /// Bytes hashed so far.
@@ -70,17 +79,57 @@ impl Hasher {
         }
         self.sha1.update(data);
         while !data.is_empty() {
-            let index = self.layout.index_holding(self.offset);
-            let part_end = self.layout.range(index).end;
-            let take = (part_end - self.offset).min(data.len() as u64) as usize;
-            self.part.update(&data[..take]);
+            let end = match self.single {
+                Some(_) => self.layout.range(self.layout.index_holding(self.offset)).end,
+                None => self.batch_end(),
+            };
+            let take = (end - self.offset).min(data.len() as u64) as usize;
+            match &mut self.single {
+                Some(md5) => md5.update(&data[..take]),
+                None => {
+                    if self.batch.capacity() == 0 {
+                        self.batch.reserve_exact((end - self.offset) as usize);
+                    }
+                    self.batch.extend_from_slice(&data[..take]);
+                }
+            }
             self.offset += take as u64;
             data = &data[take..];
-            if self.offset == part_end {
-                let md5 = std::mem::replace(&mut self.part, Md5::new()).finalize();
-                self.completed.push(md5.into());
+            if self.offset == end {
+                match self.single.take() {
+                    Some(md5) => self.completed.push(md5.finalize().into()),
+                    None => self.hash_batch(),
+                }
             }
         }
+    }
+
+    /// Where the batch being gathered is complete: `LANES` parts on, or the file's end.
+    fn batch_end(&self) -> u64 {
+        let start = self.offset - self.batch.len() as u64;
+        (start + LANES as u64 * self.layout.part_size()).min(self.layout.file_size())
+    }
+
+    /// Hashes the gathered whole parts (together when there are `LANES` of the same
+    /// length) and keeps a trailing partial part in `single`.
+    fn hash_batch(&mut self) {
+        let part = self.layout.part_size() as usize;
+        let mut parts = self.batch.chunks(part);
+        let whole = self.batch.len() / part;
+        let mut from = 0;
+        if whole == LANES {
+            let m: [&[u8]; LANES] = std::array::from_fn(|_| parts.next().expect("LANES whole parts"));
+            self.completed.extend(md5x4::digest4(m));
+            from = LANES;
+        }
+        for (i, bytes) in self.batch.chunks(part).enumerate().skip(from) {
+            if i < whole || self.offset == self.layout.file_size() {
+                self.completed.push(Md5::digest(bytes).into());
+            } else {
+                self.single = Some(Md5::new_with_prefix(bytes));
+            }
+        }
+        self.batch.clear();
     }
 
     /// Takes the MD5s of the parts completed since the last call, in part order.
@@ -93,13 +142,16 @@ impl Hasher {
         self.is_complete().then(|| crate::hex::encode(&self.sha1.clone().finalize()))
     }
 
-    /// Saves the state (MD5s not yet taken are not part of it: take them first).
-    pub fn save(&self) -> SavedHasher {
-        SavedHasher {
-            offset: self.offset,
-            sha1: self.sha1.serialize().to_vec(),
-            part_md5: self.part.serialize().to_vec(),
+    /// Saves the state for a checkpoint: the MD5s completed since they were last taken
+    /// (store them before the state), and the state itself. Parts gathered for the
+    /// lanes are hashed one by one first, so the state stays two digest states.
+    pub fn checkpoint(&mut self) -> (Vec<PartMd5>, SavedHasher) {
+        if !self.batch.is_empty() {
+            self.hash_batch();
         }
+        let part_md5 = self.single.as_ref().map_or_else(|| Md5::new().serialize(), |m| m.serialize());
+        let saved = SavedHasher { offset: self.offset, sha1: self.sha1.serialize().to_vec(), part_md5: part_md5.to_vec() };
+        (self.take_completed(), saved)
     }
 
     /// Restores a saved state for the same layout.
@@ -113,7 +165,12 @@ impl Hasher {
             .map_err(|_| BadHasherState("MD5 state has the wrong length"))?;
         let sha1 = Sha1::deserialize(&sha1_state).map_err(|_| BadHasherState("SHA-1 state is corrupt"))?;
         let part = Md5::deserialize(&md5_state).map_err(|_| BadHasherState("MD5 state is corrupt"))?;
-        Ok(Hasher { layout, offset: saved.offset, sha1, part, completed: Vec::new() })
+        let at_boundary = saved.offset % layout.part_size() == 0;
+        if at_boundary && part.serialize() != Md5::new().serialize() {
+            return Err(BadHasherState("MD5 state at a part boundary is not empty"));
+        }
+        let single = (!at_boundary).then_some(part);
+        Ok(Hasher { layout, offset: saved.offset, sha1, single, batch: Vec::new(), completed: Vec::new() })
     }
 }
 
@@ -145,7 +202,7 @@ mod tests {
     #[test]
     fn corrupt_states_are_refused() {
         let layout = Layout::new(10, 4).unwrap();
-        let saved = Hasher::new(layout).save();
+        let (_, saved) = Hasher::new(layout).checkpoint();
         assert_eq!((saved.sha1.len(), saved.part_md5.len()), (92, 88));
         let mut short = saved.clone();
         short.sha1.pop();
@@ -177,8 +234,9 @@ mod tests {
             for p in points {
                 h.update(&data[at..p]);
                 at = p;
-                md5s.extend(h.take_completed());
-                h = Hasher::restore(layout, &h.save()).unwrap();
+                let (done, saved) = h.checkpoint();
+                md5s.extend(done);
+                h = Hasher::restore(layout, &saved).unwrap();
             }
             let (sha, expected) = reference(&data, part);
             prop_assert_eq!(h.file_sha(), Some(sha));

@@ -63,7 +63,7 @@ pub fn layout(rec: &Record) -> Layout {
 /// Pending → hashing, from byte 0.
 pub fn start_hashing(rec: &mut Record) {
     rec.state = State::Hashing;
-    rec.hashing = Some(HashState::from(Hasher::new(md5_layout(rec)).save()));
+    rec.hashing = Some(HashState::from(Hasher::new(md5_layout(rec)).checkpoint().1));
 }
 
 /// Hashing → uploading, once the SHA-1 is known.

@@ -5,13 +5,14 @@
 //! step) plus, on wasm32, the Spin component that drives it.
 
 pub mod api;
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "component"))]
 mod component;
 pub mod checkpoint;
 pub mod engine;
 pub mod error;
 pub mod hasher;
 pub mod job;
+pub mod md5x4;
 pub mod hex;
 pub mod parts;
 pub mod protocol;

@@ -188,6 +188,22 @@ async fn a_few_hundred_megabytes_over_many_invocations() {
     assert!(peak < 32 << 20, "peak linear memory {peak}");
 }
 
+/// A ranged read of 4 GiB or more works on wasm32, where such a length does not fit
+/// `usize`: the first read of a hashing pass asks for the rest of the source, here
+/// 4 GiB + 100 bytes (once a length cast to usize kept 100 of them, then nothing).
+#[tokio::test]
+async fn reads_of_4_gib_and_more_move_on() {
+    let env = env(Options { faults: 0.0, ..Options::default() }).await;
+    let size = (4u64 << 30) + 100;
+    let created = env.create(&format!("http://{}/gen/{size}/7", env.files.addr)).await;
+    let id = created["id"].as_str().unwrap();
+    let (status, v) = env.call("POST", &format!("/uploads/{id}/advance"), "", Some(TOKEN)).await;
+    assert_eq!(status, 200, "{v}");
+    assert!(v["error"].is_null(), "{v}");
+    let hashed = v["hashedBytes"].as_u64().unwrap();
+    assert!(hashed > 1 << 20, "two invocations hashed only {hashed} bytes: {v}");
+}
+
 #[tokio::test]
 async fn hundreds_of_random_kills_lose_nothing() {
     let env = env(Options { budget_ms: 60, chaos: 0.5, chaos_window: Duration::from_millis(80), ..Options::default() }).await;
@@ -334,4 +350,15 @@ async fn platform_limits_are_enforced() {
     let (status, _) = small.call("GET", "/healthz", "", None).await;
     assert_eq!(status, 500);
     assert!(small.host.stats.failures.load(Ordering::Relaxed) >= 1);
+}
+
+/// The component's own hashing code (the MD5 lanes and the hashing pass with
+/// checkpoints) equals the sha1 and md-5 crates on random input inside wasm, compiled by
+/// wasmtime as the component is: the simd128 code path only exists there.
+#[tokio::test]
+async fn hashing_code_matches_the_crates_inside_wasm() {
+    let harness = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/wasm32-wasip1/release/hashbench.wasm");
+    let wasm = std::fs::read(&harness).unwrap_or_else(|e| panic!("{}: {e}: run `make wasm` (make test does) first", harness.display()));
+    let stdout = up::run_command(&wasm, &["check".into(), "300".into()]).await.expect("the check ran");
+    assert_eq!(String::from_utf8_lossy(&stdout), "ok\n");
 }
