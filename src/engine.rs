@@ -213,7 +213,7 @@ pub async fn advance<I: Io>(io: &I, settings: &Settings, id: &str, deadline: Ins
         return Ok(Some(rec));
     }
     rec.invocations += 1;
-    let mut run = Run { io, s: settings, deadline, last_save: Instant::now(), memory: None, chunks: HashMap::new(), progressed: false };
+    let mut run = Run { io, s: settings, deadline, last_save: Instant::now(), saved: None, memory: None, chunks: HashMap::new(), progressed: false };
     let outcome = run.work(&mut rec).await;
     let now = io.unix_now();
     rec.updated_at = now;
@@ -228,9 +228,13 @@ pub async fn advance<I: Io>(io: &I, settings: &Settings, id: &str, deadline: Ins
         }
         Err(e) => job::apply_error(&mut rec, &e, now, settings.retry_after_secs),
     }
-    match run.save(&mut rec) {
-        Err(Error::Cancelled) => rec.state = State::Cancelled,
-        other => other?,
+    // The closing checkpoint, unless the work's own last one already holds all of it:
+    // KV writes are a platform quota.
+    if !run.saved.as_ref().is_some_and(|saved| Record { updated_at: saved.updated_at, ..rec.clone() } == *saved) {
+        match run.save(&mut rec) {
+            Err(Error::Cancelled) => rec.state = State::Cancelled,
+            other => other?,
+        }
     }
     Ok(Some(rec))
 }
@@ -270,6 +274,8 @@ struct Run<'a, I: Io> {
     s: &'a Settings,
     deadline: Instant,
     last_save: Instant,
+    /// The record as this invocation last wrote it.
+    saved: Option<Record>,
     /// The whole file, when it fits the memory threshold and was read this invocation.
     memory: Option<Rc<Vec<u8>>>,
     /// MD5 chunks loaded this invocation.
@@ -350,6 +356,7 @@ impl<'a, I: Io> Run<'a, I> {
         rec.stats.kv_writes += 1;
         self.io.kv_set(&key, &rec.encode()).map_err(storage)?;
         self.last_save = Instant::now();
+        self.saved = Some(rec.clone());
         Ok(())
     }
 

@@ -373,3 +373,21 @@ async fn tick_advances_every_unfinished_upload() {
         assert_eq!(engine::load(&io, &id).unwrap().unwrap().state, State::Done);
     }
 }
+
+/// An invocation that checkpointed its work does not write the same record again on
+/// its way out: one KV write per invocation here (KV writes are a platform quota).
+#[tokio::test]
+async fn one_record_write_per_invocation_that_checkpoints_once() {
+    let env = quiet_env().await;
+    env.file("writes.mp4", 20 * HALF, 4);
+    let io = env.io();
+    let mut s = env.settings(Duration::ZERO);
+    s.checkpoint_every = Duration::from_secs(3600);
+    let (rec, _) = engine::create(&io, spec(env.url("writes.mp4"), HALF)).await.unwrap();
+    for _ in 0..5 {
+        let before = io.counters().kv_writes;
+        let now = engine::advance(&io, &s, &rec.id, Instant::now()).await.unwrap().unwrap();
+        assert_eq!(now.state, State::Hashing, "{:?}", now.error);
+        assert_eq!(io.counters().kv_writes - before, 1, "one checkpoint, one write");
+    }
+}
