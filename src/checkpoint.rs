@@ -383,7 +383,7 @@ pub(crate) mod tests {
                 size >> 30, part >> 10, record_bytes, r.md5_chunks, 16 * MD5S_PER_CHUNK, longest_key
             );
             assert!(record_bytes < 128 * 1024, "record {record_bytes} bytes");
-            assert!(16 * MD5S_PER_CHUNK <= 64 * 1024);
+            const { assert!(16 * MD5S_PER_CHUNK <= 64 * 1024) };
             assert!(longest_key < 255);
             assert!(keys.len() <= 26);
             assert_eq!(Record::decode(&r.encode()).unwrap(), r);
