@@ -8,7 +8,10 @@ use crate::protocol::{Credentials, Endpoint, Signer, DEFAULT_ENDPOINT};
 use crate::sign::Algorithm;
 use crate::source::SourcePolicy;
 use futures_util::stream::{Stream, StreamExt};
-use spin_sdk::http::{IncomingResponse, Request, Response};
+use spin_sdk::http::conversions::TryIntoOutgoingRequest;
+use spin_sdk::http::{IncomingResponse, OutgoingBody, Request, Response};
+use std::task::Poll;
+use wasi::io::streams::StreamError;
 use spin_sdk::key_value::Store;
 use std::pin::Pin;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -44,10 +47,19 @@ impl Io for SpinIo {
         for (k, v) in request.headers {
             builder.header(k, v);
         }
-        if !request.body.is_empty() {
-            builder.body(request.body.to_vec());
-        }
-        let response: IncomingResponse = spin_sdk::http::send(builder.build()).await.map_err(|e| e.to_string())?;
+        // The request without its body, which is written below straight from the shared
+        // buffer: spin-sdk's own body path would want an owned copy of it per attempt.
+        let (outgoing, _) = builder.build().try_into_outgoing_request().map_err(|e| e.to_string())?;
+        let response = if request.body.is_empty() {
+            spin_sdk::http::send::<_, IncomingResponse>(outgoing).await
+        } else {
+            let body = outgoing.body().map_err(|()| "the request body was already taken".to_owned())?;
+            let written = write_body(body, &request.body);
+            let (response, written) = futures_util::future::join(spin_sdk::http::send::<_, IncomingResponse>(outgoing), written).await;
+            written?;
+            response
+        };
+        let response = response.map_err(|e| e.to_string())?;
         let status = response.status();
         let headers = response
             .headers()
@@ -83,12 +95,12 @@ impl Io for SpinIo {
         let mut registered: Option<spin_executor::CancelOnDropToken> = None;
         std::future::poll_fn(|cx| {
             if monotonic_clock::now() >= deadline {
-                return std::task::Poll::Ready(());
+                return Poll::Ready(());
             }
             let pollable = monotonic_clock::subscribe_instant(deadline);
             // Replacing the token drops (cancels) the previous registration.
             registered.replace(spin_executor::push_waker_and_get_token(pollable, cx.waker().clone()).into());
-            std::task::Poll::Pending
+            Poll::Pending
         })
         .await
     }
@@ -100,6 +112,45 @@ impl Io for SpinIo {
     fn random(&self) -> u32 {
         (wasi::random::random::get_random_u64() as u32).max(1)
     }
+}
+
+/// Writes `bytes` as a request body and finishes it: as much as the stream takes at a
+/// time (wasmtime takes up to 1 MiB a write), waiting on its pollable when it is full.
+async fn write_body(body: OutgoingBody, bytes: &[u8]) -> Result<(), String> {
+    let stream = body.write().map_err(|()| "the request body stream was already taken".to_owned())?;
+    let mut left = bytes;
+    let mut flushed = false;
+    let mut registered: Option<spin_executor::CancelOnDropToken> = None;
+    std::future::poll_fn(|cx| loop {
+        let room = match stream.check_write() {
+            Ok(room) => room,
+            Err(StreamError::Closed) if left.is_empty() => return Poll::Ready(Ok(())),
+            Err(StreamError::Closed) => return Poll::Ready(Err("the server closed the request body early".into())),
+            Err(e) => return Poll::Ready(Err(format!("request body write failed: {e:?}"))),
+        };
+        if room == 0 {
+            registered.replace(spin_executor::push_waker_and_get_token(stream.subscribe(), cx.waker().clone()).into());
+            return Poll::Pending;
+        }
+        if !left.is_empty() {
+            let n = left.len().min(room as usize);
+            if let Err(e) = stream.write(&left[..n]) {
+                return Poll::Ready(Err(format!("request body write failed: {e:?}")));
+            }
+            left = &left[n..];
+        } else if !flushed {
+            // Room again after a flush means the flush completed.
+            if let Err(e) = stream.flush() {
+                return Poll::Ready(Err(format!("request body flush failed: {e:?}")));
+            }
+            flushed = true;
+        } else {
+            return Poll::Ready(Ok(()));
+        }
+    })
+    .await?;
+    drop(stream);
+    OutgoingBody::finish(body, None).map_err(|e| format!("request body could not be finished: {e:?}"))
 }
 
 /// A variable, `None` when undefined or empty.

@@ -21,7 +21,8 @@ use std::io::{Read, Seek};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-/// An outgoing HTTP request. The body is shared so a retry does not copy it.
+/// An outgoing HTTP request. The body is shared so a retry does not copy it (and
+/// moved in whole, not copied, from the buffer a part was read into).
 #[derive(Debug, Clone)]
 pub struct HttpRequest {
     /// GET or POST.
@@ -31,7 +32,7 @@ pub struct HttpRequest {
     /// Extra headers.
     pub headers: Vec<(String, String)>,
     /// Body (empty for GET).
-    pub body: Rc<[u8]>,
+    pub body: Rc<Vec<u8>>,
 }
 
 /// An HTTP response whose body is read as a stream.
@@ -166,7 +167,7 @@ pub async fn probe<I: Io>(io: &I, source: &Source) -> Result<Identity, Error> {
                     method: "GET",
                     url: url.clone(),
                     headers: vec![("range".into(), source::PROBE_RANGE.into())],
-                    body: Rc::from(Vec::new()),
+                    body: Rc::default(),
                 })
                 .await
                 .map_err(|e| SourceError::Unreachable(format!("source request failed: {e}")))?;
@@ -410,7 +411,7 @@ impl<'a, I: Io> Run<'a, I> {
                         method: "GET",
                         url: url.clone(),
                         headers: source::range_request_headers(&rec.identity, start, end),
-                        body: Rc::from(Vec::new()),
+                        body: Rc::default(),
                     })
                     .await
                     .map_err(|e| SourceError::Unreachable(format!("source request failed: {e}")))?;
@@ -612,7 +613,7 @@ impl<'a, I: Io> Run<'a, I> {
                         Some(m) => crate::hex::encode(&m),
                         None => crate::hex::encode(&<md5::Md5 as md5::Digest>::digest(&part)),
                     };
-                    let body: Rc<[u8]> = Rc::from(std::mem::take(&mut part));
+                    let body = Rc::new(std::mem::take(&mut part));
                     inflight.push(send_part(self.io, self.s, &file_sha, next, layout.offset(next), body, md5, self.deadline));
                     next += 1;
                     if next < last {
@@ -733,7 +734,7 @@ struct PartResult {
 /// One part, retried (with backoff and jitter, each attempt signed anew) while the
 /// failure is retryable and the budget allows.
 #[allow(clippy::too_many_arguments)]
-async fn send_part<I: Io>(io: &I, s: &Settings, file_sha: &str, index: u64, offset: u64, body: Rc<[u8]>, md5: String, deadline: Instant) -> PartResult {
+async fn send_part<I: Io>(io: &I, s: &Settings, file_sha: &str, index: u64, offset: u64, body: Rc<Vec<u8>>, md5: String, deadline: Instant) -> PartResult {
     let call = Call::UploadPart(UploadPart { file_sha: file_sha.to_owned(), offset, data_size: body.len() as u64, data_md5: md5 });
     let mut delay = Duration::from_millis(100);
     let mut attempts = 0;
@@ -755,16 +756,19 @@ async fn vod_call<I: Io, T>(
     io: &I,
     signer: &Signer,
     call: &Call,
-    body: Option<Rc<[u8]>>,
+    body: Option<Rc<Vec<u8>>>,
     parse: fn(&[u8]) -> Result<T, AnswerError>,
 ) -> Result<T, Error> {
     let method = if body.is_some() { Method::Post } else { call.documented_method() };
     let signed = signer.sign(call, method, io.unix_now(), io.random());
     let mut headers = Vec::new();
-    if body.is_some() {
+    if let Some(body) = &body {
         headers.push(("content-type".to_owned(), "application/octet-stream".to_owned()));
+        // Stated, not chunked, as the vendor's SDKs sent parts; the host also checks
+        // that exactly this many bytes were written.
+        headers.push(("content-length".to_owned(), body.len().to_string()));
     }
-    let request = HttpRequest { method: method.as_str(), url: signed.url, headers, body: body.unwrap_or_else(|| Rc::from(Vec::new())) };
+    let request = HttpRequest { method: method.as_str(), url: signed.url, headers, body: body.unwrap_or_default() };
     let mut response = io.send(request).await.map_err(|e| Error::VodTransport(format!("{} failed: {e}", call.action())))?;
     let mut answer = Vec::new();
     while let Some(chunk) = response.body.chunk().await {
