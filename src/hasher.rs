@@ -114,22 +114,21 @@ impl Hasher {
     /// length) and keeps a trailing partial part in `single`.
     fn hash_batch(&mut self) {
         let part = self.layout.part_size() as usize;
-        let mut parts = self.batch.chunks(part);
-        let whole = self.batch.len() / part;
-        let mut from = 0;
-        if whole == LANES {
-            let m: [&[u8]; LANES] = std::array::from_fn(|_| parts.next().expect("LANES whole parts"));
-            self.completed.extend(md5x4::digest4(m));
-            from = LANES;
+        let mut batch = std::mem::take(&mut self.batch);
+        let (together, rest) = batch.split_at(if batch.len() / part == LANES { LANES * part } else { 0 });
+        if !together.is_empty() {
+            self.completed.extend(md5x4::digest4(std::array::from_fn(|i| &together[i * part..(i + 1) * part])));
         }
-        for (i, bytes) in self.batch.chunks(part).enumerate().skip(from) {
-            if i < whole || self.offset == self.layout.file_size() {
+        for bytes in rest.chunks(part) {
+            // Short only at the file's end, or where the bytes so far end mid-part.
+            if bytes.len() == part || self.offset == self.layout.file_size() {
                 self.completed.push(Md5::digest(bytes).into());
             } else {
                 self.single = Some(Md5::new_with_prefix(bytes));
             }
         }
-        self.batch.clear();
+        batch.clear();
+        self.batch = batch;
     }
 
     /// Takes the MD5s of the parts completed since the last call, in part order.
@@ -210,6 +209,12 @@ mod tests {
         let mut past = saved.clone();
         past.offset = 11;
         assert!(Hasher::restore(layout, &past).is_err());
+        // A part's MD5 state that has bytes in it cannot belong at a part boundary.
+        let mut h = Hasher::new(layout);
+        h.update(&[1, 2]);
+        let mut misplaced = saved.clone();
+        misplaced.part_md5 = h.checkpoint().1.part_md5;
+        assert!(Hasher::restore(layout, &misplaced).is_err());
         assert!(Hasher::restore(layout, &saved).is_ok());
     }
 

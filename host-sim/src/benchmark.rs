@@ -28,6 +28,8 @@ const MIB: u64 = 1 << 20;
 const TOKEN: &str = "bench-token";
 /// The part size of every upload here (the service's larger size).
 const PART: u64 = MIB;
+/// The component's default read-once threshold (`read_once_mib` in spin.toml).
+const READ_ONCE_MIB: u64 = 8;
 
 /// The benchmark's cases, as `--cases` names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -633,9 +635,6 @@ async fn memory_case(args: &BenchArgs, e2e: Option<&Run>) -> anyhow::Result<Repo
         }),
     })
 }
-
-/// The component's default read-once threshold (`read_once_mib` in spin.toml).
-const READ_ONCE_MIB: u64 = 8;
 
 /// The `many` case: small uploads created at once, then driven by `/tick`.
 async fn many_case(args: &BenchArgs, s: &Servers) -> anyhow::Result<Report> {
