@@ -340,7 +340,7 @@ pub fn engine() -> Result<Engine> {
         Ok("") | Err(_) => {}
         Ok(other) => anyhow::bail!("HOST_SIM_PROFILE={other}: use perfmap or jitdump"),
     }
-    Engine::new(&config).map_err(|e| anyhow!("cannot create the wasmtime engine: {e}"))
+    Ok(Engine::new(&config)?)
 }
 
 /// Runs a wasm32-wasip1 program (`fn main`) to its end on [`engine`], componentized
@@ -360,9 +360,9 @@ pub async fn run_command(wasm: &[u8], args: &[String]) -> Result<Vec<u8>> {
     }
     let engine = engine()?;
     let adapter = wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER;
-    let component = Component::new(&engine, componentize_with(wasm, adapter)?).map_err(|e| anyhow!("{e}"))?;
+    let component = Component::new(&engine, componentize_with(wasm, adapter)?)?;
     let mut linker: Linker<State> = Linker::new(&engine);
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow!("{e}"))?;
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     let stdout = wasmtime_wasi::p2::pipe::MemoryOutputPipe::new(1 << 20);
     let mut wasi = WasiCtx::builder();
     let argv: Vec<&str> = std::iter::once("main").chain(args.iter().map(String::as_str)).collect();
@@ -377,7 +377,7 @@ pub async fn run_command(wasm: &[u8], args: &[String]) -> Result<Vec<u8>> {
     }
     .await;
     ticker.abort();
-    ran.map_err(|e| anyhow!("{e:?}"))?.map_err(|()| anyhow!("the program exited with an error"))?;
+    ran?.map_err(|()| anyhow!("the program exited with an error"))?;
     Ok(stdout.contents().to_vec())
 }
 
