@@ -1,7 +1,14 @@
 //! The checkpoint: what is kept in the key-value store between invocations.
 //!
-//! Per upload there is one small main record (`vu1/{id}`), the single commit point,
-//! plus complete chunks of part MD5s (`vu1/{id}/md5/{k}`, 4096 MD5s = 64 KiB each).
+//! Per upload there is one small main record (`vu1/{id}`), the commit point of work in
+//! progress, plus complete chunks of part MD5s (`vu1/{id}/md5/{k}`, 4096 MD5s = 64 KiB
+//! each), plus, once the upload has ended, its outcome (`vu1/{id}/end`).
+//!
+//! The key-value store has no compare-and-swap, so two invocations on one upload can
+//! overwrite each other's record. The outcome key is what makes an end stick: it is
+//! written before the record says `done`, read before any record write (an invocation
+//! that finds it stops instead of writing), and laid over the record on every load. So
+//! a record that steps back under a race never turns a done upload into anything else.
 //! The MD5s of the chunk still being filled live in the main record itself, so a
 //! record always describes exactly the MD5s it vouches for. A complete chunk's content
 //! is determined by the source alone (which must not change), so two invocations that
@@ -35,9 +42,60 @@ pub fn md5_chunk_key(id: &str, k: u64) -> String {
     format!("{KEY_PREFIX}{id}/md5/{k}")
 }
 
+/// The key of an upload's outcome.
+pub fn end_key(id: &str) -> String {
+    format!("{KEY_PREFIX}{id}/end")
+}
+
 /// The upload id of a main record's key (not of an auxiliary key).
 pub fn id_of_record_key(key: &str) -> Option<&str> {
     key.strip_prefix(KEY_PREFIX).filter(|id| !id.is_empty() && !id.contains('/'))
+}
+
+/// The upload id of an outcome key.
+pub fn id_of_end_key(key: &str) -> Option<&str> {
+    key.strip_prefix(KEY_PREFIX)?.strip_suffix("/end").filter(|id| !id.is_empty() && !id.contains('/'))
+}
+
+/// How an upload ended, stored under [`end_key`]. `Done` is a fact the service stated
+/// (its fileId for this SHA-1), so invocations racing to write it write the same thing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "camelCase")]
+pub enum Outcome {
+    /// The service holds the file.
+    #[serde(rename_all = "camelCase")]
+    Done {
+        /// The service's fileId.
+        file_id: String,
+        /// Its play URL.
+        url: String,
+        /// Unix seconds.
+        at: u64,
+    },
+    /// The user cancelled the upload; a tombstone that stops invocations still at work.
+    Cancelled {
+        /// Unix seconds.
+        at: u64,
+    },
+}
+
+impl Outcome {
+    /// Serializes for the store.
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("outcomes serialize")
+    }
+
+    /// Reads a stored outcome.
+    pub fn decode(bytes: &[u8]) -> Result<Outcome, BadRecord> {
+        serde_json::from_slice(bytes).map_err(|e| BadRecord(format!("outcome: {e}")))
+    }
+
+    /// When the upload ended.
+    pub fn at(&self) -> u64 {
+        match self {
+            Outcome::Done { at, .. } | Outcome::Cancelled { at } => *at,
+        }
+    }
 }
 
 /// What the user asked for.
@@ -228,6 +286,24 @@ pub struct Record {
     /// What it cost.
     #[serde(default)]
     pub stats: Stats,
+    /// Unix seconds when an invocation last began work on it (`/tick` serves the
+    /// least recently attempted first).
+    #[serde(default)]
+    pub attempted_at: u64,
+    /// Invocations in a row that ended on a retryable error without progress: the
+    /// exponent of the backoff.
+    #[serde(default)]
+    pub retries: u32,
+    /// Unix seconds since when the upload has made no progress through retryable
+    /// errors; it fails once that lasts longer than the give-up time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing_since: Option<u64>,
+    /// The state a failed upload was in: where a retry resumes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_in: Option<State>,
+    /// Unix seconds when it became done, failed or cancelled (for retention).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<u64>,
 }
 
 /// A stored record that cannot be used.
@@ -259,10 +335,35 @@ impl Record {
             return Err(BadRecord(format!("format {} is not the supported format {FORMAT}", version.format)));
         }
         let record: Record = serde_json::from_slice(bytes).map_err(|e| BadRecord(e.to_string()))?;
-        if record.md5_tail.len() % 16 != 0 || record.md5_tail.len() as u64 > 16 * MD5S_PER_CHUNK {
-            return Err(BadRecord("MD5 tail has a bad length".into()));
-        }
+        record.check().map_err(BadRecord)?;
         Ok(record)
+    }
+
+    /// The invariants every later use of a record relies on (a stored record is input
+    /// like any other: it is checked, never trusted to be well-formed).
+    fn check(&self) -> Result<(), String> {
+        if self.md5_tail.len() % 16 != 0 || self.md5_tail.len() as u64 > 16 * MD5S_PER_CHUNK {
+            return Err("MD5 tail has a bad length".into());
+        }
+        if self.identity.size == 0 {
+            return Err("the source size is 0".into());
+        }
+        for (name, size) in [("part size", self.part_size), ("MD5 part size", self.md5_part_size), ("spec dataSize", self.spec.data_size)] {
+            if size == 0 || size > crate::protocol::MAX_PART_SIZE {
+                return Err(format!("{name} {size} is outside 1..={}", crate::protocol::MAX_PART_SIZE));
+            }
+        }
+        let parts = self.identity.size.div_ceil(self.part_size);
+        if self.done_below > parts || self.done_above.iter().any(|&i| i >= parts) {
+            return Err("done parts past the last part".into());
+        }
+        if self.md5_count() > self.identity.size.div_ceil(self.md5_part_size) {
+            return Err("more MD5s than parts".into());
+        }
+        if self.hashing.as_ref().is_some_and(|h| h.offset > self.identity.size) {
+            return Err("hashed past the end of the source".into());
+        }
+        Ok(())
     }
 
     /// How many part MD5s are stored.
@@ -273,15 +374,31 @@ impl Record {
     /// Appends MD5s; returns the chunk writes (key, value) that must be stored
     /// **before** this record is.
     pub fn push_md5s(&mut self, md5s: &[PartMd5]) -> Vec<(String, Vec<u8>)> {
+        let (writes, appended) = self.md5s_appended(md5s);
+        self.set_md5s(appended);
+        writes
+    }
+
+    /// What appending MD5s would store, leaving the record as it is: the chunk writes,
+    /// then (with [`Record::set_md5s`]) the record's new MD5 fields. So a failed chunk
+    /// write leaves a record that still describes exactly what is stored.
+    pub fn md5s_appended(&self, md5s: &[PartMd5]) -> (Vec<(String, Vec<u8>)>, (u64, Vec<u8>)) {
+        let (mut chunks, mut tail) = (self.md5_chunks, self.md5_tail.clone());
         let mut writes = Vec::new();
         for md5 in md5s {
-            self.md5_tail.extend_from_slice(md5);
-            if self.md5_tail.len() as u64 == 16 * MD5S_PER_CHUNK {
-                writes.push((md5_chunk_key(&self.id, self.md5_chunks), std::mem::take(&mut self.md5_tail)));
-                self.md5_chunks += 1;
+            tail.extend_from_slice(md5);
+            if tail.len() as u64 == 16 * MD5S_PER_CHUNK {
+                writes.push((md5_chunk_key(&self.id, chunks), std::mem::take(&mut tail)));
+                chunks += 1;
             }
         }
-        writes
+        (writes, (chunks, tail))
+    }
+
+    /// Takes the MD5 fields computed by [`Record::md5s_appended`], once its writes are stored.
+    pub fn set_md5s(&mut self, (chunks, tail): (u64, Vec<u8>)) {
+        self.md5_chunks = chunks;
+        self.md5_tail = tail;
     }
 
     /// Drops every stored MD5 (they were for another part size).
@@ -300,10 +417,12 @@ impl Record {
         Ok(self.md5_tail.get(at..at + 16).map(|s| s.try_into().expect("16 bytes")))
     }
 
-    /// Every key of this upload: the record and its chunks.
+    /// Every key of this upload, in the order they are removed: the record first (an
+    /// upload without its record is gone), then its chunks, then its outcome.
     pub fn keys(&self) -> Vec<String> {
         let mut keys = vec![record_key(&self.id)];
         keys.extend((0..self.md5_chunks).map(|k| md5_chunk_key(&self.id, k)));
+        keys.push(end_key(&self.id));
         keys
     }
 
@@ -371,21 +490,22 @@ pub(crate) mod tests {
             let parts = size.div_ceil(part);
             // Worst moment: the tail one MD5 short of a full chunk, a worst-case
             // error, and a full concurrency's worth of out-of-order done parts.
-            r.md5_chunks = parts / MD5S_PER_CHUNK;
+            r.md5_chunks = (parts - (MD5S_PER_CHUNK - 1)) / MD5S_PER_CHUNK;
             r.md5_tail = vec![0xab; 16 * (MD5S_PER_CHUNK as usize - 1)];
             r.done_above = (0..64).map(|i| parts - 1 - i).collect();
             r.error = Some(JobError { code: "vod_rejected".into(), message: "m".repeat(500), retryable: true, vod_code: Some(-10003) });
             let record_bytes = r.encode().len();
-            let keys = r.keys();
+            // Most keys: every MD5 in complete chunks.
+            let keys = Record { md5_chunks: parts / MD5S_PER_CHUNK, md5_tail: vec![], ..r.clone() }.keys();
             let longest_key = keys.iter().map(String::len).max().unwrap();
             println!(
                 "checkpoint for {} GiB in {} KiB parts: main record {} bytes (worst case), {} MD5 chunk keys of {} bytes, longest key {} bytes",
-                size >> 30, part >> 10, record_bytes, r.md5_chunks, 16 * MD5S_PER_CHUNK, longest_key
+                size >> 30, part >> 10, record_bytes, keys.len() - 2, 16 * MD5S_PER_CHUNK, longest_key
             );
             assert!(record_bytes < 128 * 1024, "record {record_bytes} bytes");
             const { assert!(16 * MD5S_PER_CHUNK <= 64 * 1024) };
             assert!(longest_key < 255);
-            assert!(keys.len() <= 26);
+            assert!(keys.len() <= 27, "record, chunks and outcome");
             assert_eq!(Record::decode(&r.encode()).unwrap(), r);
         }
     }

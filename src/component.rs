@@ -3,34 +3,74 @@
 //! platform-independent [`api`](crate::api) and [`engine`](crate::engine).
 
 use crate::api::{self, ApiRequest, Config};
-use crate::engine::{Body, HttpRequest, HttpResponse, Io, Settings};
+use crate::engine::{local, Body, FileInfo, HttpRequest, HttpResponse, Io, Settings};
 use crate::protocol::{Credentials, Endpoint, Signer, DEFAULT_ENDPOINT};
 use crate::sign::Algorithm;
 use crate::source::SourcePolicy;
 use futures_util::stream::{Stream, StreamExt};
 use spin_sdk::http::conversions::TryIntoOutgoingRequest;
-use spin_sdk::http::{IncomingResponse, OutgoingBody, Request, Response};
-use std::task::Poll;
-use wasi::io::streams::StreamError;
+use spin_sdk::http::{IncomingRequest, IncomingResponse, OutgoingBody, OutgoingRequest, Request, Response};
 use spin_sdk::key_value::Store;
+use spin_sdk::wit::wasi::http0_2_0::{outgoing_handler, types::ErrorCode, types::RequestOptions};
 use std::pin::Pin;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::task::Poll;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use wasi::clocks::monotonic_clock;
+use wasi::io::streams::StreamError;
 
 /// Spin's outbound HTTP and key-value store.
 struct SpinIo {
     store: Store,
 }
 
-/// A streamed response body. The response itself is kept alive while its body is
-/// read: wasmtime cancels a request whose response handle is dropped.
+/// A streamed body: of a response (kept alive while its body is read: wasmtime
+/// cancels a request whose response handle is dropped), or of the incoming request.
 struct SpinBody {
-    _response: IncomingResponse,
+    _response: Option<IncomingResponse>,
     stream: Pin<Box<dyn Stream<Item = Result<Vec<u8>, wasi::io::streams::Error>>>>,
 }
 
 impl Body for SpinBody {
     async fn chunk(&mut self) -> Option<Result<Vec<u8>, String>> {
-        self.stream.next().await.map(|r| r.map_err(|e| format!("{e:?}")))
+        // The host's own words, not the resource handle's Debug.
+        self.stream.next().await.map(|r| r.map_err(|e| e.to_debug_string()))
+    }
+}
+
+/// Sends a request with wasi-http's time limits (connect, first byte, between bytes)
+/// set to `timeout`, for hosts that honour them; the engine bounds the wait anyway.
+/// What spin-sdk's `send` does, plus the options it does not take.
+async fn send_with_timeout(request: OutgoingRequest, timeout: Option<Duration>) -> Result<IncomingResponse, String> {
+    let options = timeout.map(|t| {
+        let options = RequestOptions::new();
+        let nanos = t.as_nanos().min(u64::MAX as u128) as u64;
+        // A host that does not support one of them says so; the engine's own bound stays.
+        let _ = options.set_connect_timeout(Some(nanos));
+        let _ = options.set_first_byte_timeout(Some(nanos));
+        let _ = options.set_between_bytes_timeout(Some(nanos));
+        options
+    });
+    let future = outgoing_handler::handle(request, options).map_err(|e| error_words(&e))?;
+    let mut registered: Option<spin_executor::CancelOnDropToken> = None;
+    std::future::poll_fn(|cx| match future.get() {
+        Some(Ok(Ok(response))) => Poll::Ready(Ok(response)),
+        Some(Ok(Err(e))) => Poll::Ready(Err(error_words(&e))),
+        Some(Err(())) => Poll::Ready(Err("the response was already taken".into())),
+        None => {
+            registered.replace(spin_executor::push_waker_and_get_token(future.subscribe(), cx.waker().clone()).into());
+            Poll::Pending
+        }
+    })
+    .await
+}
+
+fn error_words(e: &ErrorCode) -> String {
+    match e {
+        ErrorCode::ConnectionTimeout => "connection timed out".into(),
+        ErrorCode::ConnectionReadTimeout => "no answer in time".into(),
+        ErrorCode::ConnectionRefused => "connection refused".into(),
+        ErrorCode::HttpRequestDenied => "the destination is not an allowed outbound host".into(),
+        other => format!("{other}"),
     }
 }
 
@@ -51,15 +91,15 @@ impl Io for SpinIo {
         // buffer: spin-sdk's own body path would want an owned copy of it per attempt.
         let (outgoing, _) = builder.build().try_into_outgoing_request().map_err(|e| e.to_string())?;
         let response = if request.body.is_empty() {
-            spin_sdk::http::send::<_, IncomingResponse>(outgoing).await
+            send_with_timeout(outgoing, request.timeout).await
         } else {
             let body = outgoing.body().map_err(|()| "the request body was already taken".to_owned())?;
             let written = write_body(body, &request.body);
-            let (response, written) = futures_util::future::join(spin_sdk::http::send::<_, IncomingResponse>(outgoing), written).await;
+            let (response, written) = futures_util::future::join(send_with_timeout(outgoing, request.timeout), written).await;
             written?;
             response
         };
-        let response = response.map_err(|e| e.to_string())?;
+        let response = response?;
         let status = response.status();
         let headers = response
             .headers()
@@ -68,29 +108,29 @@ impl Io for SpinIo {
             .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
             .collect();
         let stream = Box::pin(response.take_body_stream());
-        Ok(HttpResponse { status, headers, body: SpinBody { _response: response, stream } })
+        Ok(HttpResponse { status, headers, body: SpinBody { _response: Some(response), stream } })
     }
 
-    fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+    // Spin's key-value store is synchronous in spin-sdk 5.2.
+    async fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
         self.store.get(key).map_err(|e| e.to_string())
     }
 
-    fn kv_set(&self, key: &str, value: &[u8]) -> Result<(), String> {
+    async fn kv_set(&self, key: &str, value: &[u8]) -> Result<(), String> {
         self.store.set(key, value).map_err(|e| e.to_string())
     }
 
-    fn kv_delete(&self, key: &str) -> Result<(), String> {
+    async fn kv_delete(&self, key: &str) -> Result<(), String> {
         self.store.delete(key).map_err(|e| e.to_string())
     }
 
-    fn kv_keys(&self) -> Result<Vec<String>, String> {
+    async fn kv_keys(&self) -> Result<Vec<String>, String> {
         self.store.get_keys().map_err(|e| e.to_string())
     }
 
     async fn sleep(&self, duration: Duration) {
         // A monotonic-clock pollable on Spin's executor: other parts go on uploading
         // while one waits out its backoff.
-        use wasi::clocks::monotonic_clock;
         let deadline = monotonic_clock::now().saturating_add(duration.as_nanos().min(u64::MAX as u128) as u64);
         let mut registered: Option<spin_executor::CancelOnDropToken> = None;
         std::future::poll_fn(|cx| {
@@ -105,12 +145,24 @@ impl Io for SpinIo {
         .await
     }
 
+    fn now(&self) -> Duration {
+        Duration::from_nanos(monotonic_clock::now())
+    }
+
     fn unix_now(&self) -> u64 {
         SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
     }
 
     fn random(&self) -> u32 {
         (wasi::random::random::get_random_u64() as u32).max(1)
+    }
+
+    async fn file_info(&self, path: &str) -> std::io::Result<FileInfo> {
+        local::file_info(path)
+    }
+
+    async fn read_file(&self, path: &str, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+        local::read_file(path, offset, len)
     }
 }
 
@@ -183,6 +235,8 @@ fn config() -> Result<Config, String> {
         return Err("the read_once_mib variable must be at most 64".into());
     }
     settings.memory_threshold = read_once << 20;
+    settings.backoff.give_up_secs = number("give_up_hours", settings.backoff.give_up_secs / 3600)?.saturating_mul(3600);
+    settings.retention_secs = number("retention_hours", settings.retention_secs / 3600)?.saturating_mul(3600);
     let policy = SourcePolicy {
         allowed_origins: variable("source_origin")
             .map(|v| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
@@ -201,25 +255,19 @@ fn respond(status: u16, headers: Vec<(String, String)>, body: Vec<u8>) -> Respon
     builder.body(body).build()
 }
 
+fn json_response(response: api::ApiResponse) -> Response {
+    let body = response.body_bytes();
+    respond(response.status, response.headers, body)
+}
+
+/// The request's head is read first; its body only by the API, once the caller is
+/// authenticated and only up to the API's limit.
 #[spin_sdk::http_component]
-async fn handle(req: Request) -> Response {
-    let started = Instant::now();
-    let config = match config() {
-        Ok(c) => c,
-        Err(message) => {
-            let body = serde_json::json!({"error": {"code": crate::error::codes::CONFIG, "message": message}});
-            return respond(500, vec![("content-type".into(), "application/json".into())], body.to_string().into_bytes());
-        }
-    };
-    let store = match Store::open_default() {
-        Ok(s) => s,
-        Err(e) => {
-            let body = serde_json::json!({"error": {"code": crate::error::codes::STORAGE, "message": format!("cannot open the default key-value store: {e}")}});
-            return respond(500, vec![("content-type".into(), "application/json".into())], body.to_string().into_bytes());
-        }
-    };
+async fn handle(req: IncomingRequest) -> Response {
+    let started = Duration::from_nanos(monotonic_clock::now());
     use spin_sdk::http::Method as M;
-    let method = match req.method() {
+    let method = req.method();
+    let method = match &method {
         M::Get => "GET",
         M::Post => "POST",
         M::Put => "PUT",
@@ -232,13 +280,26 @@ async fn handle(req: Request) -> Response {
         M::Other(other) => other.as_str(),
     }
     .to_owned();
-    let api_req = ApiRequest {
-        method,
-        path: req.path().to_owned(),
-        headers: req.headers().map(|(k, v)| (k.to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect(),
-        body: req.into_body(),
+    let path = req.path_with_query().unwrap_or_default();
+    let path = path.split('?').next().unwrap_or_default().to_owned();
+    let headers: Vec<(String, String)> =
+        req.headers().entries().into_iter().map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned())).collect();
+    let config = match config() {
+        Ok(c) => c,
+        Err(problem) => {
+            // The log names the variable; the answer names it only to an authenticated caller.
+            eprintln!("configuration error: {problem}");
+            return json_response(api::config_problem(&headers, variable("api_token").as_deref(), &problem));
+        }
     };
-    let response = api::handle(&SpinIo { store }, &config, api_req, started).await;
-    let body = response.body_bytes();
-    respond(response.status, response.headers, body)
+    let store = match Store::open_default() {
+        Ok(s) => s,
+        Err(e) => {
+            let body = serde_json::json!({"error": {"code": crate::error::codes::STORAGE, "message": format!("cannot open the default key-value store: {e}")}});
+            return respond(500, vec![("content-type".into(), "application/json".into())], body.to_string().into_bytes());
+        }
+    };
+    let body = SpinBody { _response: None, stream: Box::pin(req.into_body_stream()) };
+    let api_req = ApiRequest { method, path, headers, body };
+    json_response(api::handle(&SpinIo { store }, &config, api_req, started).await)
 }

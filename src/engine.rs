@@ -1,25 +1,35 @@
 //! The upload engine: one invocation's worth of work on an upload, within a time
 //! budget, over any platform that implements [`Io`] (Spin's outbound HTTP and
-//! key-value store in the component; tokio, hyper and SQLite in the native tests).
+//! key-value store in the component; tokio, hyper and SQLite in the native tests; a
+//! virtual clock and in-memory models in the deterministic simulation).
 //!
 //! Decisions about the upload itself live in [`crate::job`]; this module sequences
 //! the I/O: ranged reads of the source, the hashing pass, concurrent part uploads with
 //! retries, and checkpoints at least every `checkpoint_every` and before returning.
-//! The checkpoint write is the single commit point, so a kill at any instant loses
-//! at most the work since the last checkpoint.
+//!
+//! Three rules make it safe to kill an invocation at any instant and to run several
+//! on one upload at once, on a store without compare-and-swap:
+//! - the record write is the commit point of work in progress, and what it refers to
+//!   (MD5 chunks) is stored before it;
+//! - an upload's end is a separate write-once key ([`checkpoint::end_key`]), read before
+//!   every record write and laid over the record on every load, so done stays done;
+//! - every wait (a request, a body read, a backoff) is bounded by the invocation's
+//!   time, so an invocation always returns, with a checkpoint, before the platform
+//!   would kill it.
 
-use crate::checkpoint::{self, HashState, Record, Spec, State};
+use crate::checkpoint::{self, HashState, Outcome, Record, Spec, State};
 use crate::error::Error;
 use crate::hasher::{Hasher, PartMd5};
-use crate::job;
-use crate::protocol::{self, AnswerError, Call, FinishUpload, InitUpload, Method, Signer, UploadPart};
+use crate::job::{self, Backoff};
+use crate::protocol::{self, vod_codes, AnswerError, Call, FinishUpload, Finished, InitUpload, Method, Signer, UploadPart};
 use crate::source::{self, Identity, Source, SourceError};
 use futures_util::future::{select, Either};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use std::collections::HashMap;
-use std::io::{Read, Seek};
+use std::future::Future;
+use std::pin::pin;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// An outgoing HTTP request. The body is shared so a retry does not copy it (and
 /// moved in whole, not copied, from the buffer a part was read into).
@@ -33,6 +43,10 @@ pub struct HttpRequest {
     pub headers: Vec<(String, String)>,
     /// Body (empty for GET).
     pub body: Rc<Vec<u8>>,
+    /// How long the engine will wait for this request; a host that can bound connect,
+    /// first-byte and between-bytes times (wasi-http's request options) should use it.
+    /// The engine bounds the wait itself either way.
+    pub timeout: Option<Duration>,
 }
 
 /// An HTTP response whose body is read as a stream.
@@ -53,7 +67,20 @@ pub trait Body {
     async fn chunk(&mut self) -> Option<Result<Vec<u8>, String>>;
 }
 
-/// What the engine needs from its platform.
+/// A local file's metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileInfo {
+    /// Whether it is a regular file.
+    pub is_file: bool,
+    /// Its size.
+    pub size: u64,
+    /// Its modification time, as text compared for equality.
+    pub modified: Option<String>,
+}
+
+/// What the engine needs from its platform. Everything that touches the world goes
+/// through here (clocks and local files included), so a simulation can run the engine
+/// on virtual time and kill it at any call.
 #[allow(async_fn_in_trait)]
 pub trait Io {
     /// Response body type.
@@ -61,19 +88,52 @@ pub trait Io {
     /// Sends a request; `Err` for transport failures (and refused destinations).
     async fn send(&self, request: HttpRequest) -> Result<HttpResponse<Self::Body>, String>;
     /// Reads a key.
-    fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, String>;
+    async fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, String>;
     /// Writes a key.
-    fn kv_set(&self, key: &str, value: &[u8]) -> Result<(), String>;
+    async fn kv_set(&self, key: &str, value: &[u8]) -> Result<(), String>;
     /// Removes a key.
-    fn kv_delete(&self, key: &str) -> Result<(), String>;
+    async fn kv_delete(&self, key: &str) -> Result<(), String>;
     /// Every key of the store.
-    fn kv_keys(&self) -> Result<Vec<String>, String>;
-    /// Waits (a retry's backoff).
+    async fn kv_keys(&self) -> Result<Vec<String>, String>;
+    /// Waits (a retry's backoff, a time limit).
     async fn sleep(&self, duration: Duration);
+    /// Monotonic time since an origin of the platform's choosing.
+    fn now(&self) -> Duration;
     /// Wall-clock Unix seconds.
     fn unix_now(&self) -> u64;
     /// A random number (nonces, jitter).
     fn random(&self) -> u32;
+    /// A local file's metadata.
+    async fn file_info(&self, path: &str) -> std::io::Result<FileInfo>;
+    /// Up to `len` bytes of a local file from `offset` (fewer only at its end).
+    async fn read_file(&self, path: &str, offset: u64, len: usize) -> std::io::Result<Vec<u8>>;
+}
+
+/// Local files through `std::fs` (WASI preopens in the component), for the platform
+/// adapters that have a real file system.
+pub mod local {
+    use super::FileInfo;
+    use std::io::{Read, Seek};
+
+    /// [`super::Io::file_info`] over `std::fs`.
+    pub fn file_info(path: &str) -> std::io::Result<FileInfo> {
+        let meta = std::fs::metadata(path)?;
+        let modified = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|t| format!("{}.{:09}", t.as_secs(), t.subsec_nanos()));
+        Ok(FileInfo { is_file: meta.is_file(), size: meta.len(), modified })
+    }
+
+    /// [`super::Io::read_file`] over `std::fs`.
+    pub fn read_file(path: &str, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+        let mut file = std::fs::File::open(path)?;
+        file.seek(std::io::SeekFrom::Start(offset))?;
+        let mut buf = Vec::with_capacity(len);
+        file.take(len as u64).read_to_end(&mut buf)?;
+        Ok(buf)
+    }
 }
 
 /// How the engine works.
@@ -81,29 +141,40 @@ pub trait Io {
 pub struct Settings {
     /// Signs VOD calls.
     pub signer: Signer,
-    /// Time for one invocation's work.
+    /// Time for one invocation's work: no new work starts after it.
     pub budget: Duration,
+    /// The least time any invocation gets, whatever its budget: a budget smaller than
+    /// this still advances the upload once. Waits end by `max(budget, min_budget)`.
+    pub min_budget: Duration,
+    /// Longest wait for any one answer or body chunk before the peer counts as stalled.
+    pub stall_timeout: Duration,
     /// Parts in flight at once.
     pub concurrency: usize,
     /// Longest time between checkpoints.
     pub checkpoint_every: Duration,
     /// Files up to this size are read once: kept in memory from hashing to upload.
+    /// A source that ignores `Range` is readable only up to this size.
     pub memory_threshold: u64,
     /// Attempts per VOD call within an invocation.
     pub attempts: u32,
     /// Length of a ranged read while no read rate is known (`u64::MAX`: to the end).
     pub first_read: u64,
-    /// Seconds to wait after an invocation ended on a retryable error.
-    pub retry_after_secs: u64,
+    /// Waits between invocations after retryable errors, and when to give up.
+    pub backoff: Backoff,
+    /// How long done, failed and cancelled uploads are kept before `/tick` removes them.
+    pub retention_secs: u64,
 }
 
 impl Settings {
     /// Defaults: 20 s budget, 4 parts at once, a checkpoint every 2 s, files up to
-    /// 8 MiB read once.
+    /// 8 MiB read once, a peer silent for 10 s is stalled, retries from 5 s doubling up
+    /// to 15 min, give up after 24 h without progress, final uploads kept 168 h.
     pub fn new(signer: Signer) -> Self {
         Settings {
             signer,
             budget: Duration::from_secs(20),
+            min_budget: Duration::from_secs(1),
+            stall_timeout: Duration::from_secs(10),
             concurrency: 4,
             checkpoint_every: Duration::from_secs(2),
             memory_threshold: 8 << 20,
@@ -111,129 +182,335 @@ impl Settings {
             // Until a read rate is known, read to the end: one request per pass, and a
             // stop at the deadline throws away only what TCP buffered, as with any length.
             first_read: u64::MAX,
-            retry_after_secs: 5,
+            backoff: Backoff { base_secs: 5, cap_secs: 900, give_up_secs: 24 * 3600 },
+            retention_secs: 168 * 3600,
         }
     }
 }
+
+/// FinishUpload or UploadPart refusals that send the upload back to ask the service
+/// what it holds, before the refusal counts as final.
+const MAX_REPAIRS: u32 = 3;
+
+/// A lone outcome key (its record gone: a cancel's tombstone, or the rest of a
+/// removal cut short) is kept this long, beyond any invocation still at work.
+const TOMBSTONE_SECS: u64 = 3600;
 
 fn storage(e: String) -> Error {
     Error::Storage(e)
 }
 
-/// Loads an upload's record.
-pub fn load<I: Io>(io: &I, id: &str) -> Result<Option<Record>, Error> {
-    match io.kv_get(&checkpoint::record_key(id)).map_err(storage)? {
-        Some(bytes) => Ok(Some(Record::decode(&bytes)?)),
+/// Why a bounded wait ended without its result.
+enum Late {
+    /// The invocation's time is up.
+    Deadline,
+    /// The peer sent nothing for `stall_timeout`.
+    Stall(Duration),
+}
+
+/// The invocation's time limits, copied into every wait.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    /// No wait goes past this (monotonic).
+    hard: Duration,
+    /// Longest single wait.
+    stall: Duration,
+}
+
+impl Limits {
+    /// Waits for `fut` until the deadline or the stall limit, whichever is first. At or
+    /// past the deadline `fut` is still polled once: an answer already there is kept.
+    async fn wait<I: Io, T>(self, io: &I, fut: impl Future<Output = T>) -> Result<T, Late> {
+        let now = io.now();
+        let (wait, late) = if now + self.stall < self.hard {
+            (self.stall, Late::Stall(self.stall))
+        } else {
+            (self.hard.saturating_sub(now), Late::Deadline)
+        };
+        let timer = async move {
+            if !wait.is_zero() {
+                io.sleep(wait).await
+            }
+        };
+        match select(pin!(fut), pin!(timer)).await {
+            Either::Left((v, _)) => Ok(v),
+            Either::Right(_) => Err(late),
+        }
+    }
+}
+
+async fn read_end<I: Io>(io: &I, id: &str) -> Result<Option<Outcome>, Error> {
+    match io.kv_get(&checkpoint::end_key(id)).await.map_err(storage)? {
+        Some(bytes) => Ok(Some(Outcome::decode(&bytes)?)),
         None => Ok(None),
     }
 }
 
-/// Every upload's record, oldest first. Unreadable records are skipped (and named in
-/// the second list) rather than hiding every other upload.
-pub fn list<I: Io>(io: &I) -> Result<(Vec<Record>, Vec<String>), Error> {
+/// An upload's stored record and outcome, as they are (not laid over each other).
+async fn load_raw<I: Io>(io: &I, id: &str) -> Result<(Option<Record>, Option<Outcome>), Error> {
+    let record = match io.kv_get(&checkpoint::record_key(id)).await.map_err(storage)? {
+        Some(bytes) => Some(Record::decode(&bytes)?),
+        None => None,
+    };
+    let end = if record.is_some() { read_end(io, id).await? } else { None };
+    Ok((record, end))
+}
+
+/// Loads an upload's record, with its outcome laid over it. `None` when there is no
+/// such upload (a lone outcome key is a tombstone, not an upload).
+pub async fn load<I: Io>(io: &I, id: &str) -> Result<Option<Record>, Error> {
+    let (record, end) = load_raw(io, id).await?;
+    Ok(record.map(|mut rec| {
+        if let Some(end) = &end {
+            job::apply_outcome(&mut rec, end);
+        }
+        rec
+    }))
+}
+
+/// Every upload in the store, as one listing of its keys.
+pub struct Listing {
+    /// Every upload's record with its outcome laid over it, oldest first.
+    pub records: Vec<Record>,
+    /// Uploads whose record cannot be read (named rather than hiding every other upload).
+    pub unreadable: Vec<String>,
+    /// Outcome keys whose record is gone, with their outcome.
+    lone_ends: Vec<(String, Option<Outcome>)>,
+    /// Every key, to remove an upload's keys whatever its record says.
+    keys: Vec<String>,
+}
+
+/// Lists every upload.
+pub async fn list<I: Io>(io: &I) -> Result<Listing, Error> {
+    let keys = io.kv_keys().await.map_err(storage)?;
+    let ended: std::collections::HashSet<&str> = keys.iter().filter_map(|k| checkpoint::id_of_end_key(k)).collect();
     let mut records = Vec::new();
     let mut unreadable = Vec::new();
-    for key in io.kv_keys().map_err(storage)? {
-        let Some(id) = checkpoint::id_of_record_key(&key) else { continue };
-        match load(io, id) {
-            Ok(Some(r)) => records.push(r),
-            Ok(None) => {}
-            Err(_) => unreadable.push(id.to_owned()),
+    let mut lone_ends = Vec::new();
+    for key in &keys {
+        if let Some(id) = checkpoint::id_of_record_key(key) {
+            let Some(bytes) = io.kv_get(key).await.map_err(storage)? else { continue };
+            let Ok(mut rec) = Record::decode(&bytes) else {
+                unreadable.push(id.to_owned());
+                continue;
+            };
+            if ended.contains(id) {
+                match read_end(io, id).await {
+                    Ok(Some(end)) => job::apply_outcome(&mut rec, &end),
+                    Ok(None) => {}
+                    Err(_) => {
+                        unreadable.push(id.to_owned());
+                        continue;
+                    }
+                }
+            }
+            records.push(rec);
+        }
+    }
+    for id in &ended {
+        if !keys.contains(&checkpoint::record_key(id)) {
+            lone_ends.push(((*id).to_owned(), read_end(io, id).await.ok().flatten()));
         }
     }
     records.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-    Ok((records, unreadable))
+    Ok(Listing { records, unreadable, lone_ends, keys })
 }
 
-/// Removes an upload and every key it has; returns its last record.
-pub fn cancel<I: Io>(io: &I, id: &str) -> Result<Option<Record>, Error> {
-    let Some(mut rec) = load(io, id)? else { return Ok(None) };
-    // The record goes first: an invocation still working on it notices at its next
-    // checkpoint and stops; chunk keys left by a crash here are unreachable garbage
-    // under the same prefix, removed by the next cancel of this id.
-    for key in rec.keys() {
-        io.kv_delete(&key).map_err(storage)?;
+/// Every key of upload `id` in a listing of keys, in the order of removal: the record
+/// first (an upload without its record is gone), then its chunks, the outcome last.
+fn keys_of(keys: &[String], id: &str) -> Vec<String> {
+    let (record, end) = (checkpoint::record_key(id), checkpoint::end_key(id));
+    let prefix = format!("{record}/");
+    let mut own: Vec<String> = keys.iter().filter(|k| **k == record).cloned().collect();
+    own.extend(keys.iter().filter(|k| k.starts_with(&prefix) && **k != end).cloned());
+    own.extend(keys.iter().filter(|k| **k == end).cloned());
+    own
+}
+
+async fn remove_keys<I: Io>(io: &I, keys: &[String]) -> Result<(), Error> {
+    for key in keys {
+        io.kv_delete(key).await.map_err(storage)?;
     }
-    rec.state = State::Cancelled;
+    Ok(())
+}
+
+/// Removes an upload, or stops it: a done upload is forgotten (every key removed; the
+/// service keeps the file); any other is cancelled (a tombstone outcome first, so an
+/// invocation still at work stops at its next checkpoint, then its keys). Returns its
+/// last status.
+pub async fn cancel<I: Io>(io: &I, id: &str) -> Result<Option<Record>, Error> {
+    let Some(mut rec) = load(io, id).await? else { return Ok(None) };
+    let keys = io.kv_keys().await.map_err(storage)?;
+    let mut own = keys_of(&keys, id);
+    if rec.state != State::Done {
+        let at = io.unix_now();
+        io.kv_set(&checkpoint::end_key(id), &Outcome::Cancelled { at }.encode()).await.map_err(storage)?;
+        job::apply_outcome(&mut rec, &Outcome::Cancelled { at });
+        own.retain(|k| *k != checkpoint::end_key(id));
+    }
+    remove_keys(io, &own).await?;
     Ok(Some(rec))
 }
 
 /// Learns a source's identity: a one-byte ranged GET for URLs, metadata for paths.
-pub async fn probe<I: Io>(io: &I, source: &Source) -> Result<Identity, Error> {
+pub async fn probe<I: Io>(io: &I, settings: &Settings, source: &Source) -> Result<Identity, Error> {
+    let limits = Limits { hard: io.now() + settings.budget.max(settings.min_budget), stall: settings.stall_timeout };
     match source {
         Source::Url(url) => {
-            let response = io
-                .send(HttpRequest {
-                    method: "GET",
-                    url: url.clone(),
-                    headers: vec![("range".into(), source::PROBE_RANGE.into())],
-                    body: Rc::default(),
-                })
-                .await
-                .map_err(|e| SourceError::Unreachable(format!("source request failed: {e}")))?;
-            let identity = source::identity_from_probe(response.status, &response.headers)?;
-            Ok(identity)
+            let request = HttpRequest { method: "GET", url: url.clone(), headers: source::probe_headers(), body: Rc::default(), timeout: Some(limits.stall) };
+            let response = match limits.wait(io, io.send(request)).await {
+                Ok(sent) => sent.map_err(|e| SourceError::Unreachable(format!("source request failed: {e}")))?,
+                Err(_) => return Err(SourceError::Stalled(format!("source did not answer within {} s", limits.stall.as_secs())).into()),
+            };
+            Ok(source::identity_from_probe(response.status, &response.headers)?)
         }
         Source::Path(path) => {
-            let meta = std::fs::metadata(path).map_err(|e| SourceError::Unreachable(format!("cannot read {path}: {e}")))?;
-            if !meta.is_file() {
+            let info = io.file_info(path).await.map_err(|e| file_error(path, e))?;
+            if !info.is_file {
                 return Err(SourceError::Invalid(format!("{path} is not a file")).into());
             }
-            if meta.len() == 0 {
+            if info.size == 0 {
                 return Err(SourceError::Invalid(format!("{path} is empty: the service needs at least one byte")).into());
             }
-            Ok(Identity { size: meta.len(), etag: None, last_modified: modified(&meta) })
+            Ok(Identity { size: info.size, etag: None, last_modified: info.modified })
         }
     }
 }
 
-fn modified(meta: &std::fs::Metadata) -> Option<String> {
-    let t = meta.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?;
-    Some(format!("{}.{:09}", t.as_secs(), t.subsec_nanos()))
+fn file_error(path: &str, e: std::io::Error) -> Error {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => SourceError::NotFound(format!("{path} does not exist")),
+        std::io::ErrorKind::PermissionDenied => SourceError::Denied(format!("cannot read {path}: {e}")),
+        _ => SourceError::Unreachable(format!("cannot read {path}: {e}")),
+    }
+    .into()
 }
 
 /// Creates the upload for `spec` unless the same request for the same unchanged source
-/// exists; returns the record and whether it is new.
-pub async fn create<I: Io>(io: &I, spec: Spec) -> Result<(Record, bool), Error> {
-    let identity = probe(io, &spec.source).await?;
+/// exists; returns the record and whether it is new. A failed upload found this way
+/// is restarted from its last good checkpoint (the request is its retry).
+pub async fn create<I: Io>(io: &I, settings: &Settings, spec: Spec) -> Result<(Record, bool), Error> {
+    let identity = probe(io, settings, &spec.source).await?;
     let mut rec = job::new_record(spec, identity, io.unix_now());
     rec.stats.source_requests = matches!(rec.spec.source, Source::Url(_)) as u64;
-    if let Some(existing) = load(io, &rec.id)? {
-        return Ok((existing, false));
+    let (existing, end) = load_raw(io, &rec.id).await?;
+    match (existing, &end) {
+        (Some(mut existing), Some(end @ Outcome::Done { .. })) => {
+            job::apply_outcome(&mut existing, end);
+            return Ok((existing, false));
+        }
+        (Some(mut existing), None) => {
+            if existing.state == State::Failed {
+                job::retry(&mut existing);
+                commit(io, &mut existing).await?;
+            }
+            return Ok((existing, false));
+        }
+        _ => {}
     }
-    io.kv_set(&checkpoint::record_key(&rec.id), &rec.encode()).map_err(storage)?;
+    // Nothing, or a cancelled or removed upload of the same request: start afresh, the
+    // tombstone removed first so it does not fall on the new record.
+    let keys = io.kv_keys().await.map_err(storage)?;
+    let mut own = keys_of(&keys, &rec.id);
+    own.reverse();
+    remove_keys(io, &own).await?;
+    io.kv_set(&checkpoint::record_key(&rec.id), &rec.encode()).await.map_err(storage)?;
     rec.stats.kv_writes += 1;
     Ok((rec, true))
 }
 
-/// Works on upload `id` until it is done or `deadline`; returns its record as saved.
-/// `Ok(None)` when there is no such upload.
-pub async fn advance<I: Io>(io: &I, settings: &Settings, id: &str, deadline: Instant) -> Result<Option<Record>, Error> {
-    let Some(mut rec) = load(io, id)? else { return Ok(None) };
+/// Restarts a failed upload from its last good checkpoint (nothing to do for any
+/// other). Returns the record as saved.
+pub async fn retry<I: Io>(io: &I, id: &str) -> Result<Option<Record>, Error> {
+    let Some(mut rec) = load(io, id).await? else { return Ok(None) };
+    if rec.state == State::Failed {
+        job::retry(&mut rec);
+        commit(io, &mut rec).await?;
+    }
+    Ok(Some(rec))
+}
+
+/// Writes a record unless the upload has ended meanwhile (then `Err(Ended)`).
+async fn commit<I: Io>(io: &I, rec: &mut Record) -> Result<(), Error> {
+    if let Some(end) = read_end(io, &rec.id).await? {
+        return Err(Error::Ended(end));
+    }
+    rec.updated_at = io.unix_now();
+    rec.stats.kv_writes += 1;
+    io.kv_set(&checkpoint::record_key(&rec.id), &rec.encode()).await.map_err(storage)
+}
+
+/// Brings a record whose upload has ended in line with its outcome: a done upload's
+/// MD5 chunks removed and its record saying done; a cancelled one's keys removed.
+/// (A finishing or cancelling invocation does this itself; this completes it after
+/// a kill, or undoes a racing invocation's late write.)
+async fn settle<I: Io>(io: &I, mut rec: Record, end: &Outcome) -> Result<Record, Error> {
+    let chunks: Vec<String> = (0..rec.md5_chunks).map(|k| checkpoint::md5_chunk_key(&rec.id, k)).collect();
+    match end {
+        Outcome::Done { .. } if rec.state == State::Done && chunks.is_empty() => {}
+        Outcome::Done { .. } => {
+            job::apply_outcome(&mut rec, end);
+            remove_keys(io, &chunks).await?;
+            io.kv_set(&checkpoint::record_key(&rec.id), &rec.encode()).await.map_err(storage)?;
+        }
+        Outcome::Cancelled { .. } => {
+            job::apply_outcome(&mut rec, end);
+            if rec.state == State::Cancelled {
+                remove_keys(io, &[checkpoint::record_key(&rec.id)]).await?;
+                remove_keys(io, &chunks).await?;
+            }
+        }
+    }
+    Ok(rec)
+}
+
+/// Works on upload `id` until it is done or the invocation's time (from `started`, on
+/// [`Io::now`]) is up; returns its record as saved. `Ok(None)` when there is no such upload.
+pub async fn advance<I: Io>(io: &I, settings: &Settings, id: &str, started: Duration) -> Result<Option<Record>, Error> {
+    let (Some(mut rec), end) = load_raw(io, id).await? else { return Ok(None) };
+    if let Some(end) = end {
+        return settle(io, rec, &end).await.map(Some);
+    }
     if rec.state.is_final() {
         return Ok(Some(rec));
     }
     rec.invocations += 1;
-    let mut run = Run { io, s: settings, deadline, last_save: Instant::now(), saved: None, memory: None, chunks: HashMap::new(), progressed: false };
+    rec.attempted_at = io.unix_now();
+    let limits = Limits { hard: started + settings.budget.max(settings.min_budget), stall: settings.stall_timeout };
+    let mut run = Run {
+        io,
+        s: settings,
+        soft: started + settings.budget,
+        limits,
+        last_save: io.now(),
+        saved: None,
+        memory: None,
+        chunks: HashMap::new(),
+        progressed: false,
+    };
     let outcome = run.work(&mut rec).await;
     let now = io.unix_now();
-    rec.updated_at = now;
     match outcome {
-        Ok(()) => {
-            rec.error = None;
-            rec.retry_after = None;
-        }
-        Err(Error::Cancelled) => {
-            rec.state = State::Cancelled;
+        Ok(()) => job::clear_error(&mut rec),
+        Err(Error::OutOfTime) if run.progressed => job::clear_error(&mut rec),
+        Err(Error::OutOfTime) => job::apply_error(
+            &mut rec,
+            &Error::Source(SourceError::Stalled("no progress before the invocation's time was up".into())),
+            now,
+            false,
+            settings.backoff,
+        ),
+        Err(Error::Ended(end)) => {
+            job::apply_outcome(&mut rec, &end);
             return Ok(Some(rec));
         }
-        Err(e) => job::apply_error(&mut rec, &e, now, settings.retry_after_secs),
+        Err(e) => job::apply_error(&mut rec, &e, now, run.progressed, settings.backoff),
     }
     // The closing checkpoint, unless the work's own last one already holds all of it:
     // KV writes are a platform quota.
     if !run.saved.as_ref().is_some_and(|saved| Record { updated_at: saved.updated_at, ..rec.clone() } == *saved) {
-        match run.save(&mut rec) {
-            Err(Error::Cancelled) => rec.state = State::Cancelled,
+        match run.save(&mut rec).await {
+            Err(Error::Ended(end)) => job::apply_outcome(&mut rec, &end),
             other => other?,
         }
     }
@@ -245,27 +522,50 @@ pub async fn advance<I: Io>(io: &I, settings: &Settings, id: &str, deadline: Ins
 pub struct TickReport {
     /// Uploads worked on.
     pub advanced: Vec<String>,
+    /// Uploads whose invocation ended in an error of the store (id, code, message);
+    /// the others were still advanced.
+    pub errors: Vec<(String, String, String)>,
+    /// Final uploads removed after the retention time.
+    pub removed: Vec<String>,
     /// Unfinished uploads left for a later tick.
     pub waiting: usize,
 }
 
-/// Advances unfinished uploads (least recently worked on first, skipping those
-/// waiting out a `retryAfter`) until `deadline`.
-pub async fn tick<I: Io>(io: &I, settings: &Settings, deadline: Instant) -> Result<TickReport, Error> {
-    let (mut records, _) = list(io)?;
+/// Removes final uploads past retention, then advances unfinished ones, least recently
+/// attempted first and skipping those waiting out a `retryAfter`, until the
+/// invocation's time is up. One upload's error never stops the others.
+pub async fn tick<I: Io>(io: &I, settings: &Settings, started: Duration) -> Result<TickReport, Error> {
+    let listing = list(io).await?;
     let now = io.unix_now();
-    records.retain(|r| !r.state.is_final() && r.retry_after.is_none_or(|t| t <= now));
-    records.sort_by_key(|r| r.updated_at);
     let mut report = TickReport::default();
-    for rec in &records {
-        if Instant::now() >= deadline {
+    for rec in &listing.records {
+        let ended = rec.ended_at.unwrap_or(rec.updated_at);
+        if rec.state.is_final() && ended.saturating_add(settings.retention_secs) <= now {
+            remove_keys(io, &keys_of(&listing.keys, &rec.id)).await?;
+            report.removed.push(rec.id.clone());
+        }
+    }
+    for (id, end) in &listing.lone_ends {
+        if end.as_ref().is_none_or(|e| e.at().saturating_add(TOMBSTONE_SECS.min(settings.retention_secs)) <= now) {
+            remove_keys(io, &keys_of(&listing.keys, id)).await?;
+        }
+    }
+    let mut due: Vec<&Record> =
+        listing.records.iter().filter(|r| !r.state.is_final() && r.retry_after.is_none_or(|t| t <= now)).collect();
+    due.sort_by(|a, b| (a.attempted_at, a.created_at, &a.id).cmp(&(b.attempted_at, b.created_at, &b.id)));
+    for rec in due {
+        if io.now() >= started + settings.budget && !report.advanced.is_empty() {
             break;
         }
-        advance(io, settings, &rec.id, deadline).await?;
-        report.advanced.push(rec.id.clone());
+        match advance(io, settings, &rec.id, started).await {
+            Ok(_) => report.advanced.push(rec.id.clone()),
+            Err(e) => report.errors.push((rec.id.clone(), e.code().to_owned(), e.to_string())),
+        }
     }
-    let (after, _) = list(io)?;
-    report.waiting = after.iter().filter(|r| !r.state.is_final()).count();
+    report.waiting = match list(io).await {
+        Ok(after) => after.records.iter().filter(|r| !r.state.is_final()).count(),
+        Err(_) => listing.records.iter().filter(|r| !r.state.is_final()).count(),
+    };
     Ok(report)
 }
 
@@ -273,8 +573,10 @@ pub async fn tick<I: Io>(io: &I, settings: &Settings, deadline: Instant) -> Resu
 struct Run<'a, I: Io> {
     io: &'a I,
     s: &'a Settings,
-    deadline: Instant,
-    last_save: Instant,
+    /// No new work starts after this (once some progress was made).
+    soft: Duration,
+    limits: Limits,
+    last_save: Duration,
     /// The record as this invocation last wrote it.
     saved: Option<Record>,
     /// The whole file, when it fits the memory threshold and was read this invocation.
@@ -288,81 +590,115 @@ struct Run<'a, I: Io> {
 
 /// A source opened at a range.
 enum Reader<B> {
-    Http { body: B, left: u64 },
-    File { file: std::fs::File, left: u64 },
+    Http {
+        body: B,
+        /// Bytes of the range still to come.
+        left: u64,
+        /// Bytes to drop first (a source without ranges sends from byte 0).
+        skip: u64,
+        /// Whether to check, once the range is in, that the body ends there.
+        check_end: bool,
+    },
+    File { path: String, pos: u64, left: u64 },
     Memory { bytes: Rc<Vec<u8>>, pos: usize, end: usize },
 }
 
-impl<B: Body> Reader<B> {
-    async fn next(&mut self) -> Result<Option<Vec<u8>>, Error> {
-        match self {
-            Reader::Http { body, left } => {
-                if *left == 0 {
+/// Largest chunk handed on at once from a local file or the kept file.
+const CHUNK: u64 = 1 << 20;
+
+/// The next chunk of a source, each wait bounded by `limits`.
+async fn read_chunk<I: Io>(io: &I, limits: Limits, reader: &mut Reader<I::Body>) -> Result<Option<Vec<u8>>, Error> {
+    let late = |late: Late| match late {
+        Late::Deadline => Error::OutOfTime,
+        Late::Stall(d) => SourceError::Stalled(format!("source sent nothing for {} s", d.as_secs())).into(),
+    };
+    match reader {
+        Reader::Http { body, left, skip, check_end } => loop {
+            if *left == 0 {
+                if !*check_end {
                     return Ok(None);
                 }
-                match body.chunk().await {
-                    None => Err(SourceError::Unreachable(format!("source body ended {left} bytes early")).into()),
-                    Some(Err(e)) => Err(SourceError::Unreachable(format!("source read failed: {e}")).into()),
-                    Some(Ok(mut chunk)) => {
-                        // Compared as u64: on wasm32 a read of 4 GiB or more has a
-                        // `left` that does not fit usize (a cast would truncate it).
-                        chunk.truncate((chunk.len() as u64).min(*left) as usize);
-                        *left -= chunk.len() as u64;
-                        Ok(Some(chunk))
+                // The body's length was not stated: it must end here, not run on.
+                return match limits.wait(io, body.chunk()).await.map_err(late)? {
+                    None => {
+                        *check_end = false;
+                        Ok(None)
                     }
+                    Some(Ok(chunk)) if chunk.is_empty() => continue,
+                    Some(Ok(_)) => Err(SourceError::BadRange("source sent more bytes than the range asked for".into()).into()),
+                    Some(Err(e)) => Err(SourceError::Unreachable(format!("source read failed: {e}")).into()),
+                };
+            }
+            match limits.wait(io, body.chunk()).await.map_err(late)? {
+                None => return Err(SourceError::Unreachable(format!("source body ended {left} bytes early")).into()),
+                Some(Err(e)) => return Err(SourceError::Unreachable(format!("source read failed: {e}")).into()),
+                Some(Ok(mut chunk)) => {
+                    if *skip > 0 {
+                        // Compared as u64: on wasm32 a count of 4 GiB or more does not fit usize.
+                        let drop = (chunk.len() as u64).min(*skip) as usize;
+                        chunk.drain(..drop);
+                        *skip -= drop as u64;
+                    }
+                    if chunk.len() as u64 > *left {
+                        return Err(SourceError::BadRange("source sent more bytes than the range asked for".into()).into());
+                    }
+                    if chunk.is_empty() {
+                        continue;
+                    }
+                    *left -= chunk.len() as u64;
+                    return Ok(Some(chunk));
                 }
             }
-            Reader::File { file, left } => {
-                if *left == 0 {
-                    return Ok(None);
-                }
-                let mut buf = vec![0u8; (*left).min(1 << 20) as usize];
-                let n = file.read(&mut buf).map_err(|e| SourceError::Unreachable(format!("source read failed: {e}")))?;
-                if n == 0 {
-                    return Err(SourceError::Changed("the source file became shorter".into()).into());
-                }
-                buf.truncate(n);
-                *left -= n as u64;
-                Ok(Some(buf))
+        },
+        Reader::File { path, pos, left } => {
+            if *left == 0 {
+                return Ok(None);
             }
-            Reader::Memory { bytes, pos, end } => {
-                if pos >= end {
-                    return Ok(None);
-                }
-                let to = (*pos + (1 << 20)).min(*end);
-                let chunk = bytes[*pos..to].to_vec();
-                *pos = to;
-                Ok(Some(chunk))
+            let want = (*left).min(CHUNK) as usize;
+            let chunk = limits
+                .wait(io, io.read_file(path, *pos, want))
+                .await
+                .map_err(late)?
+                .map_err(|e| file_error(path, e))?;
+            if chunk.is_empty() {
+                return Err(SourceError::Changed("the source file became shorter".into()).into());
             }
+            let n = chunk.len().min(want);
+            *pos += n as u64;
+            *left -= n as u64;
+            Ok(Some(if n == chunk.len() { chunk } else { chunk[..n].to_vec() }))
+        }
+        Reader::Memory { bytes, pos, end } => {
+            if pos >= end {
+                return Ok(None);
+            }
+            let to = (*pos + CHUNK as usize).min(*end);
+            let chunk = bytes[*pos..to].to_vec();
+            *pos = to;
+            Ok(Some(chunk))
         }
     }
 }
 
 impl<'a, I: Io> Run<'a, I> {
     fn out_of_time(&self) -> bool {
-        self.progressed && Instant::now() >= self.deadline
+        self.progressed && self.io.now() >= self.soft
     }
 
     fn remaining(&self) -> Duration {
-        self.deadline.saturating_duration_since(Instant::now())
+        self.soft.saturating_sub(self.io.now())
     }
 
-    /// Writes the record (the commit point), unless the upload was cancelled meanwhile.
-    fn save(&mut self, rec: &mut Record) -> Result<(), Error> {
-        let key = checkpoint::record_key(&rec.id);
-        if self.io.kv_get(&key).map_err(storage)?.is_none() {
-            return Err(Error::Cancelled);
-        }
-        rec.updated_at = self.io.unix_now();
-        rec.stats.kv_writes += 1;
-        self.io.kv_set(&key, &rec.encode()).map_err(storage)?;
-        self.last_save = Instant::now();
+    /// Writes the record (the commit point), unless the upload ended meanwhile.
+    async fn save(&mut self, rec: &mut Record) -> Result<(), Error> {
+        commit(self.io, rec).await?;
+        self.last_save = self.io.now();
         self.saved = Some(rec.clone());
         Ok(())
     }
 
     fn save_due(&self) -> bool {
-        self.last_save.elapsed() >= self.s.checkpoint_every
+        self.io.now().saturating_sub(self.last_save) >= self.s.checkpoint_every
     }
 
     async fn work(&mut self, rec: &mut Record) -> Result<(), Error> {
@@ -405,96 +741,126 @@ impl<'a, I: Io> Run<'a, I> {
         match &rec.spec.source {
             Source::Url(url) => {
                 rec.stats.source_requests += 1;
-                let response = self
-                    .io
-                    .send(HttpRequest {
-                        method: "GET",
-                        url: url.clone(),
-                        headers: source::range_request_headers(&rec.identity, start, end),
-                        body: Rc::default(),
-                    })
-                    .await
-                    .map_err(|e| SourceError::Unreachable(format!("source request failed: {e}")))?;
-                source::check_range_response(&rec.identity, start, end, response.status, &response.headers)?;
-                Ok(Reader::Http { body: response.body, left: end - start })
+                let request = HttpRequest {
+                    method: "GET",
+                    url: url.clone(),
+                    headers: source::range_request_headers(&rec.identity, start, end),
+                    body: Rc::default(),
+                    timeout: Some(self.limits.stall),
+                };
+                let response = match self.limits.wait(self.io, self.io.send(request)).await {
+                    Ok(sent) => sent.map_err(|e| SourceError::Unreachable(format!("source request failed: {e}")))?,
+                    Err(Late::Deadline) => return Err(Error::OutOfTime),
+                    Err(Late::Stall(d)) => return Err(SourceError::Stalled(format!("source did not answer within {} s", d.as_secs())).into()),
+                };
+                let answer = source::check_range_response(&rec.identity, start, end, response.status, &response.headers, self.s.memory_threshold)?;
+                Ok(Reader::Http { body: response.body, left: end - start, skip: start - answer.body_start, check_end: !answer.length_known })
             }
             Source::Path(path) => {
-                let unreadable = |e: std::io::Error| SourceError::Unreachable(format!("cannot read {path}: {e}"));
-                let mut file = std::fs::File::open(path).map_err(unreadable)?;
-                let meta = file.metadata().map_err(unreadable)?;
-                if meta.len() != rec.identity.size || modified(&meta) != rec.identity.last_modified {
+                let info = self.io.file_info(path).await.map_err(|e| file_error(path, e))?;
+                if info.size != rec.identity.size || info.modified != rec.identity.last_modified {
                     return Err(SourceError::Changed(format!(
                         "the source changed since the upload started: {path} is now {} bytes, modified {}",
-                        meta.len(),
-                        modified(&meta).unwrap_or_default()
+                        info.size,
+                        info.modified.unwrap_or_default()
                     ))
                     .into());
                 }
-                file.seek(std::io::SeekFrom::Start(start)).map_err(unreadable)?;
-                Ok(Reader::File { file, left: end - start })
+                Ok(Reader::File { path: path.clone(), pos: start, left: end - start })
             }
         }
     }
 
-    /// Stores the hasher's progress: new MD5 chunks first, then the record.
-    fn save_hashing(&mut self, rec: &mut Record, hasher: &mut Hasher) -> Result<(), Error> {
+    /// Stores the hasher's progress: new MD5 chunks first, then the record. The record
+    /// is changed only once the chunks it will count are stored.
+    async fn save_hashing(&mut self, rec: &mut Record, hasher: &mut Hasher) -> Result<(), Error> {
         let (md5s, saved) = hasher.checkpoint();
-        for (key, value) in rec.push_md5s(&md5s) {
-            self.io.kv_set(&key, &value).map_err(storage)?;
+        let (writes, appended) = rec.md5s_appended(&md5s);
+        for (key, value) in writes {
+            self.io.kv_set(&key, &value).await.map_err(storage)?;
             rec.stats.kv_writes += 1;
         }
+        rec.set_md5s(appended);
         rec.hashing = Some(HashState::from(saved));
-        self.save(rec)
+        self.save(rec).await
     }
 
     async fn hash(&mut self, rec: &mut Record) -> Result<(), Error> {
         let layout = job::md5_layout(rec);
         let saved = rec.hashing.as_ref().ok_or_else(|| Error::Checkpoint("hashing without a hash state".into()))?;
+        let from = saved.offset;
         let mut hasher = Hasher::restore(layout, &saved.into())?;
         let size = rec.identity.size;
         // A small file is read once: kept from this pass for the upload pass.
         let keep = size <= self.s.memory_threshold && hasher.offset() == 0;
         let mut kept = Vec::with_capacity(if keep { size as usize } else { 0 });
-        while !hasher.is_complete() && !self.out_of_time() {
-            let start = hasher.offset();
-            let end = if keep { size } else { start.saturating_add(self.read_len(rec)).min(size) };
-            let mut reader = self.open(rec, start, end).await?;
-            let began = Instant::now();
-            let mut got = 0u64;
-            while let Some(chunk) = reader.next().await? {
-                hasher.update(&chunk);
-                self.progressed = true;
-                got += chunk.len() as u64;
-                if keep {
-                    kept.extend_from_slice(&chunk);
+        match self.hash_reads(rec, &mut hasher, keep.then_some(&mut kept)).await {
+            Ok(()) => {}
+            Err(e @ Error::Ended(_)) => return Err(e),
+            Err(e) => {
+                // What was hashed before the error is kept.
+                if hasher.offset() > from {
+                    self.save_hashing(rec, &mut hasher).await?;
                 }
-                if self.save_due() {
-                    self.save_hashing(rec, &mut hasher)?;
-                }
-                if self.out_of_time() {
-                    break;
-                }
+                return Err(e);
             }
-            rec.stats.source_bytes += got;
-            self.learn_rate(rec, got, began.elapsed());
         }
         if let Some(sha) = hasher.file_sha() {
             if keep {
                 self.memory = Some(Rc::new(kept));
             }
-            for (key, value) in rec.push_md5s(&hasher.take_completed()) {
-                self.io.kv_set(&key, &value).map_err(storage)?;
+            let (writes, appended) = rec.md5s_appended(&hasher.take_completed());
+            for (key, value) in writes {
+                self.io.kv_set(&key, &value).await.map_err(storage)?;
                 rec.stats.kv_writes += 1;
             }
+            rec.set_md5s(appended);
             job::hashed(rec, sha);
-            self.save(rec)
+            self.save(rec).await
         } else {
-            self.save_hashing(rec, &mut hasher)
+            self.save_hashing(rec, &mut hasher).await
         }
     }
 
+    async fn hash_reads(&mut self, rec: &mut Record, hasher: &mut Hasher, mut kept: Option<&mut Vec<u8>>) -> Result<(), Error> {
+        let size = rec.identity.size;
+        while !hasher.is_complete() && !self.out_of_time() {
+            let start = hasher.offset();
+            let end = if kept.is_some() { size } else { start.saturating_add(self.read_len(rec)).min(size) };
+            let mut reader = self.open(rec, start, end).await?;
+            let began = self.io.now();
+            let mut got = 0u64;
+            let result = loop {
+                match read_chunk(self.io, self.limits, &mut reader).await {
+                    Ok(Some(chunk)) => {
+                        hasher.update(&chunk);
+                        self.progressed = true;
+                        got += chunk.len() as u64;
+                        if let Some(kept) = kept.as_deref_mut() {
+                            kept.extend_from_slice(&chunk);
+                        }
+                        if self.save_due() {
+                            if let Err(e) = self.save_hashing(rec, hasher).await {
+                                break Err(e);
+                            }
+                        }
+                        if self.out_of_time() {
+                            break Ok(());
+                        }
+                    }
+                    Ok(None) => break Ok(()),
+                    Err(e) => break Err(e),
+                }
+            };
+            rec.stats.source_bytes += got;
+            self.learn_rate(rec, got, self.io.now().saturating_sub(began));
+            result?;
+        }
+        Ok(())
+    }
+
     /// The stored MD5 of part `index`, loading its chunk when needed.
-    fn stored_md5(&mut self, rec: &Record, index: u64) -> Result<Option<PartMd5>, Error> {
+    async fn stored_md5(&mut self, rec: &Record, index: u64) -> Result<Option<PartMd5>, Error> {
         match rec.md5_in_tail(index) {
             Ok(found) => Ok(found),
             Err(k) => {
@@ -503,6 +869,7 @@ impl<'a, I: Io> Run<'a, I> {
                     let value = self
                         .io
                         .kv_get(&key)
+                        .await
                         .map_err(storage)?
                         .ok_or_else(|| Error::Checkpoint(format!("MD5 chunk {key} is missing")))?;
                     self.chunks.insert(k, value);
@@ -518,16 +885,39 @@ impl<'a, I: Io> Run<'a, I> {
         let mut attempt = 1;
         loop {
             rec.stats.vod_requests += 1;
-            let result = vod_call(self.io, &self.s.signer, &call, None, parse).await;
+            let result = vod_call(self.io, &self.s.signer, &call, None, parse, self.limits).await;
             match result {
-                Err(e) if e.retryable() && attempt < self.s.attempts && delay < self.remaining() => {
-                    self.io.sleep(jitter(self.io, delay)).await;
+                Err(e) if e.retryable() && attempt < self.s.attempts => {
+                    let wait = jitter(self.io, delay);
+                    if self.io.now() + wait >= self.limits.hard {
+                        return Err(e);
+                    }
+                    self.io.sleep(wait).await;
                     delay *= 2;
                     attempt += 1;
                 }
                 other => return other,
             }
         }
+    }
+
+    /// The service holds the file: its outcome is stored first (the write-once fact
+    /// every later load and record write defers to), then the MD5 chunks are released,
+    /// then the record says done.
+    async fn finalize(&mut self, rec: &mut Record, done: Finished) -> Result<(), Error> {
+        let at = self.io.unix_now();
+        let outcome = Outcome::Done { file_id: done.file_id.clone(), url: done.url.clone(), at };
+        self.io.kv_set(&checkpoint::end_key(&rec.id), &outcome.encode()).await.map_err(storage)?;
+        let chunks: Vec<String> = (0..rec.md5_chunks).map(|k| checkpoint::md5_chunk_key(&rec.id, k)).collect();
+        remove_keys(self.io, &chunks).await?;
+        job::apply_finished(rec, done, at);
+        self.progressed = true;
+        rec.updated_at = at;
+        rec.stats.kv_writes += 2;
+        self.io.kv_set(&checkpoint::record_key(&rec.id), &rec.encode()).await.map_err(storage)?;
+        self.last_save = self.io.now();
+        self.saved = Some(rec.clone());
+        Ok(())
     }
 
     async fn init(&mut self, rec: &mut Record) -> Result<(), Error> {
@@ -552,35 +942,37 @@ impl<'a, I: Io> Run<'a, I> {
                 let layout = job::md5_layout(rec);
                 for listed in parts {
                     if let Some(index) = layout.index_at(listed.offset) {
-                        if let Some(md5) = self.stored_md5(rec, index)? {
+                        if let Some(md5) = self.stored_md5(rec, index).await? {
                             ours.insert(index, md5);
                         }
                     }
                 }
             }
         }
-        job::apply_init(rec, answer, |i| ours.get(&i).copied());
+        if let Some(done) = job::apply_init(rec, answer, |i| ours.get(&i).copied()) {
+            return self.finalize(rec, done).await;
+        }
         self.progressed = true;
-        self.save(rec)
+        self.save(rec).await
     }
 
     async fn upload(&mut self, rec: &mut Record) -> Result<(), Error> {
-        if !rec.session {
-            self.init(rec).await?;
-            if rec.state != State::Uploading {
-                return Ok(());
-            }
-        }
-        let layout = job::layout(rec);
-        let fit = job::md5s_fit(rec);
         let file_sha = rec.file_sha.clone().ok_or_else(|| Error::Checkpoint("uploading without a SHA-1".into()))?;
         loop {
             if self.out_of_time() {
                 return Ok(());
             }
+            if !rec.session {
+                self.init(rec).await?;
+                if rec.state != State::Uploading {
+                    return Ok(());
+                }
+            }
+            let layout = job::layout(rec);
+            let fit = job::md5s_fit(rec);
             let Some(first) = job::next_part(rec) else {
                 rec.state = State::Finishing;
-                return self.save(rec);
+                return self.save(rec).await;
             };
             // A run of parts not yet uploaded, as much as the budget can read.
             let budget_bytes = if self.memory.is_some() { u64::MAX } else { self.read_len(rec) };
@@ -590,15 +982,15 @@ impl<'a, I: Io> Run<'a, I> {
             }
             let (start, end) = (layout.offset(first), layout.range(last - 1).end);
             let mut reader = self.open(rec, start, end).await?;
-            let began = Instant::now();
+            let began = self.io.now();
             let mut inflight = FuturesUnordered::new();
             let mut next = first;
             let mut part: Vec<u8> = Vec::with_capacity(layout.len(first) as usize);
             let mut spill: Vec<u8> = Vec::new();
             let mut spill_at = 0usize;
             let mut read_bytes = 0u64;
-            let mut failure: Option<Error> = None;
-            let mut stop = false;
+            let mut pass = Pass::default();
+            let (io, limits) = (self.io, self.limits);
             loop {
                 // Move spilled bytes into the part being filled.
                 if next < last && spill_at < spill.len() {
@@ -608,13 +1000,13 @@ impl<'a, I: Io> Run<'a, I> {
                     spill_at += take;
                 }
                 let part_full = next < last && part.len() as u64 == layout.len(next);
-                if part_full && !stop && inflight.len() < self.s.concurrency {
-                    let md5 = match if fit { self.stored_md5(rec, next)? } else { None } {
+                if part_full && !pass.stop && inflight.len() < self.s.concurrency {
+                    let md5 = match if fit { self.stored_md5(rec, next).await? } else { None } {
                         Some(m) => crate::hex::encode(&m),
                         None => crate::hex::encode(&<md5::Md5 as md5::Digest>::digest(&part)),
                     };
                     let body = Rc::new(std::mem::take(&mut part));
-                    inflight.push(send_part(self.io, self.s, &file_sha, next, layout.offset(next), body, md5, self.deadline));
+                    inflight.push(send_part(io, self.s, &file_sha, next, layout.offset(next), body, md5, limits));
                     next += 1;
                     if next < last {
                         part.reserve(layout.len(next) as usize);
@@ -622,79 +1014,83 @@ impl<'a, I: Io> Run<'a, I> {
                     continue;
                 }
                 if self.out_of_time() {
-                    stop = true;
+                    pass.stop = true;
                 }
-                let need_bytes = !stop && next < last && !part_full;
+                let need_bytes = !pass.stop && next < last && !part_full;
                 if !need_bytes {
                     // Nothing more to read: wait for the parts in flight.
                     match inflight.next().await {
-                        Some(done) => self.part_finished(rec, done, &mut failure, &mut stop)?,
+                        Some(done) => self.part_finished(rec, done, fit, &mut pass).await?,
                         None => break,
                     }
                     continue;
                 }
-                if inflight.is_empty() {
-                    match reader.next().await? {
-                        Some(chunk) => {
-                            read_bytes += chunk.len() as u64;
-                            spill = chunk;
-                            spill_at = 0;
+                let chunk = if inflight.is_empty() {
+                    read_chunk(io, limits, &mut reader).await
+                } else {
+                    // Read the source while the parts in flight progress; uploads are
+                    // polled first so they start as soon as they are queued.
+                    match select(inflight.next(), pin!(read_chunk(io, limits, &mut reader))).await {
+                        Either::Left((Some(done), _)) => {
+                            self.part_finished(rec, done, fit, &mut pass).await?;
+                            continue;
                         }
-                        None => break,
+                        Either::Left((None, _)) => continue,
+                        Either::Right((chunk, _)) => chunk,
                     }
-                    continue;
-                }
-                // Read the source while the parts in flight progress; uploads are polled
-                // first so they start as soon as they are queued.
-                let read = std::pin::pin!(reader.next());
-                match select(inflight.next(), read).await {
-                    Either::Left((Some(done), _)) => self.part_finished(rec, done, &mut failure, &mut stop)?,
-                    Either::Left((None, _)) => {}
-                    Either::Right((chunk, _)) => match chunk? {
-                        Some(chunk) => {
-                            read_bytes += chunk.len() as u64;
-                            spill = chunk;
-                            spill_at = 0;
-                        }
-                        None => stop = true,
-                    },
+                };
+                match chunk {
+                    Ok(Some(chunk)) => {
+                        read_bytes += chunk.len() as u64;
+                        spill = chunk;
+                        spill_at = 0;
+                    }
+                    Ok(None) if inflight.is_empty() => break,
+                    Ok(None) => pass.stop = true,
+                    Err(e) => pass.fail(e),
                 }
             }
             if self.memory.is_none() {
                 rec.stats.source_bytes += read_bytes;
-                self.learn_rate(rec, read_bytes, began.elapsed());
+                self.learn_rate(rec, read_bytes, self.io.now().saturating_sub(began));
             }
-            self.save(rec)?;
-            if let Some(e) = failure {
+            if pass.recheck {
+                // The service refused a part as if its session were gone or finished:
+                // ask it (InitUpload) before believing the refusal.
+                rec.repairs += 1;
+                rec.session = false;
+            }
+            self.save(rec).await?;
+            if let Some(e) = pass.failure {
                 return Err(e);
             }
         }
     }
 
-    fn part_finished(&mut self, rec: &mut Record, done: PartResult, failure: &mut Option<Error>, stop: &mut bool) -> Result<(), Error> {
+    async fn part_finished(&mut self, rec: &mut Record, done: PartResult, fit: bool, pass: &mut Pass) -> Result<(), Error> {
         rec.stats.vod_requests += done.attempts as u64;
         match done.result {
             Ok(()) => {
                 self.progressed = true;
                 rec.mark_part_done(done.index);
+                rec.repairs = 0;
                 if self.save_due() {
-                    self.save(rec)?;
+                    self.save(rec).await?;
                 }
             }
-            Err(e) => {
-                *stop = true;
-                // A body the service says differs from its MD5 means our bytes are not
-                // the ones hashed: the source changed under us.
-                let e = match e {
-                    Error::Vod(api) if api.code == -10006 && api.message.contains("MD5") => {
-                        Error::Source(SourceError::Changed(format!("the source changed since it was hashed ({api})")))
-                    }
-                    other => other,
-                };
-                if failure.is_none() {
-                    *failure = Some(e);
-                }
+            // UploadPart says the session does not take this part (no session, or the
+            // file already finished: another invocation, or an upload of the same bytes
+            // under another name, got there first). InitUpload will tell which.
+            Err(Error::Vod(api)) if !api.retryable && api.code == vod_codes::PARAMS && rec.repairs < MAX_REPAIRS => {
+                pass.stop = true;
+                pass.recheck = true;
             }
+            // The service says the body differs from the MD5 hashed from the source:
+            // the bytes read now are not the ones hashed, so the source changed.
+            Err(Error::Vod(api)) if !api.retryable && api.code == vod_codes::INVALID_BODY && fit => {
+                pass.fail(SourceError::Changed(format!("the source changed since it was hashed ({api})")).into());
+            }
+            Err(e) => pass.fail(e),
         }
         Ok(())
     }
@@ -702,20 +1098,36 @@ impl<'a, I: Io> Run<'a, I> {
     async fn finish(&mut self, rec: &mut Record) -> Result<(), Error> {
         let file_sha = rec.file_sha.clone().ok_or_else(|| Error::Checkpoint("finishing without a SHA-1".into()))?;
         match self.call(rec, Call::FinishUpload(FinishUpload { file_sha }), protocol::parse_finish).await {
-            Ok(done) => {
-                self.progressed = true;
-                job::apply_finished(rec, done);
-                self.save(rec)
-            }
+            Ok(done) => self.finalize(rec, done).await,
             // The service lacks parts or holds wrong ones: ask it what it has (InitUpload
             // lists parts with their MD5s) and send what is missing, a bounded number of times.
-            Err(Error::Vod(api)) if !api.retryable && api.code == -10003 && rec.repairs < 2 => {
+            Err(Error::Vod(api)) if !api.retryable && api.code == vod_codes::PARAMS && rec.repairs < MAX_REPAIRS => {
                 rec.repairs += 1;
                 rec.session = false;
                 rec.state = State::Uploading;
-                self.save(rec)
+                self.save(rec).await
             }
             Err(e) => Err(e),
+        }
+    }
+}
+
+/// How one stretch of the upload pass ends.
+#[derive(Default)]
+struct Pass {
+    /// No more parts are started.
+    stop: bool,
+    /// The first real failure (running out of time counts only if nothing else failed).
+    failure: Option<Error>,
+    /// A part was refused in a way that needs the session asked again.
+    recheck: bool,
+}
+
+impl Pass {
+    fn fail(&mut self, e: Error) {
+        self.stop = true;
+        if self.failure.as_ref().is_none_or(|f| matches!(f, Error::OutOfTime)) {
+            self.failure = Some(e);
         }
     }
 }
@@ -732,18 +1144,22 @@ struct PartResult {
 }
 
 /// One part, retried (with backoff and jitter, each attempt signed anew) while the
-/// failure is retryable and the budget allows.
+/// failure is retryable and the time allows.
 #[allow(clippy::too_many_arguments)]
-async fn send_part<I: Io>(io: &I, s: &Settings, file_sha: &str, index: u64, offset: u64, body: Rc<Vec<u8>>, md5: String, deadline: Instant) -> PartResult {
+async fn send_part<I: Io>(io: &I, s: &Settings, file_sha: &str, index: u64, offset: u64, body: Rc<Vec<u8>>, md5: String, limits: Limits) -> PartResult {
     let call = Call::UploadPart(UploadPart { file_sha: file_sha.to_owned(), offset, data_size: body.len() as u64, data_md5: md5 });
     let mut delay = Duration::from_millis(100);
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let result = vod_call(io, &s.signer, &call, Some(body.clone()), protocol::parse_part).await;
+        let result = vod_call(io, &s.signer, &call, Some(body.clone()), protocol::parse_part, limits).await;
         match result {
-            Err(e) if e.retryable() && attempts < s.attempts && Instant::now() + delay < deadline => {
-                io.sleep(jitter(io, delay)).await;
+            Err(e) if e.retryable() && attempts < s.attempts => {
+                let wait = jitter(io, delay);
+                if io.now() + wait >= limits.hard {
+                    return PartResult { index, attempts, result: Err(e) };
+                }
+                io.sleep(wait).await;
                 delay *= 2;
             }
             result => return PartResult { index, attempts, result },
@@ -751,14 +1167,19 @@ async fn send_part<I: Io>(io: &I, s: &Settings, file_sha: &str, index: u64, offs
     }
 }
 
-/// Signs and sends one VOD call, reads and parses its answer.
+/// Signs and sends one VOD call, reads and parses its answer, every wait bounded.
 async fn vod_call<I: Io, T>(
     io: &I,
     signer: &Signer,
     call: &Call,
     body: Option<Rc<Vec<u8>>>,
     parse: fn(&[u8]) -> Result<T, AnswerError>,
+    limits: Limits,
 ) -> Result<T, Error> {
+    let late = |late: Late| match late {
+        Late::Deadline => Error::OutOfTime,
+        Late::Stall(d) => Error::VodTransport(format!("{} got no answer for {} s", call.action(), d.as_secs())),
+    };
     let method = if body.is_some() { Method::Post } else { call.documented_method() };
     let signed = signer.sign(call, method, io.unix_now(), io.random());
     let mut headers = Vec::new();
@@ -768,10 +1189,14 @@ async fn vod_call<I: Io, T>(
         // that exactly this many bytes were written.
         headers.push(("content-length".to_owned(), body.len().to_string()));
     }
-    let request = HttpRequest { method: method.as_str(), url: signed.url, headers, body: body.unwrap_or_default() };
-    let mut response = io.send(request).await.map_err(|e| Error::VodTransport(format!("{} failed: {e}", call.action())))?;
+    let request = HttpRequest { method: method.as_str(), url: signed.url, headers, body: body.unwrap_or_default(), timeout: Some(limits.stall) };
+    let mut response = limits
+        .wait(io, io.send(request))
+        .await
+        .map_err(late)?
+        .map_err(|e| Error::VodTransport(format!("{} failed: {e}", call.action())))?;
     let mut answer = Vec::new();
-    while let Some(chunk) = response.body.chunk().await {
+    while let Some(chunk) = limits.wait(io, response.body.chunk()).await.map_err(late)? {
         let chunk = chunk.map_err(|e| Error::VodTransport(format!("{} answer unreadable: {e}", call.action())))?;
         if answer.len() + chunk.len() > 1 << 20 {
             return Err(Error::VodTransport(format!("{} answer is larger than 1 MiB", call.action())));

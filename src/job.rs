@@ -3,7 +3,7 @@
 //! Plain functions that apply what happened (an answer, a hashed file, an error) to
 //! the record; the engine decides when, and does the I/O.
 
-use crate::checkpoint::{HashState, Record, Spec, State, Stats, FORMAT};
+use crate::checkpoint::{HashState, Outcome, Record, Spec, State, Stats, FORMAT};
 use crate::error::Error;
 use crate::hasher::{Hasher, PartMd5};
 use crate::parts::Layout;
@@ -47,11 +47,18 @@ pub fn new_record(spec: Spec, identity: Identity, now: u64) -> Record {
         repairs: 0,
         read_rate: 0,
         stats: Stats::default(),
+        attempted_at: 0,
+        retries: 0,
+        failing_since: None,
+        failed_in: None,
+        ended_at: None,
     }
 }
 
 /// The layout the MD5s are computed for.
 pub fn md5_layout(rec: &Record) -> Layout {
+    // Sizes are positive: checked when a record is read, when the source is probed and
+    // when the service's part size is parsed.
     Layout::new(rec.identity.size, rec.md5_part_size).expect("sizes are positive")
 }
 
@@ -81,9 +88,11 @@ pub fn md5s_fit(rec: &Record) -> bool {
 /// Applies InitUpload's answer. `our_md5` gives the stored MD5 of a part (when the
 /// MD5s fit the session's parts): a listed part counts as uploaded only when the
 /// service's MD5 is ours, so a part the service holds wrongly is sent again.
-pub fn apply_init(rec: &mut Record, answer: InitAnswer, our_md5: impl Fn(u64) -> Option<PartMd5>) {
+/// Code 2 (the service holds the file) is handed back: ending an upload is the
+/// engine's, since the outcome must be stored before the record says so.
+pub fn apply_init(rec: &mut Record, answer: InitAnswer, our_md5: impl Fn(u64) -> Option<PartMd5>) -> Option<Finished> {
     match answer {
-        InitAnswer::Exists(done) => apply_finished(rec, done),
+        InitAnswer::Exists(done) => return Some(done),
         InitAnswer::New => {
             rec.session = true;
             rec.part_size = rec.spec.data_size;
@@ -106,6 +115,7 @@ pub fn apply_init(rec: &mut Record, answer: InitAnswer, our_md5: impl Fn(u64) ->
             }
         }
     }
+    None
 }
 
 /// The next part to upload, if any.
@@ -114,26 +124,114 @@ pub fn next_part(rec: &Record) -> Option<u64> {
     (rec.done_below..count).find(|&i| !rec.is_part_done(i))
 }
 
-/// → done.
-pub fn apply_finished(rec: &mut Record, done: Finished) {
+/// → done. The MD5s are no longer needed (their chunk keys are removed).
+pub fn apply_finished(rec: &mut Record, done: Finished, now: u64) {
     rec.state = State::Done;
     rec.file_id = Some(done.file_id);
     rec.url = Some(done.url);
     rec.hashing = None;
     rec.error = None;
     rec.retry_after = None;
+    rec.failed_in = None;
+    rec.clear_md5s();
+    rec.ended_at = Some(now);
 }
 
-/// Records an error: a retryable one leaves the upload resumable after `retry_after`,
-/// anything else fails it.
-pub fn apply_error(rec: &mut Record, error: &Error, now: u64, retry_in_secs: u64) {
+/// Lays a stored outcome over a record that may have stepped back under a race: the
+/// outcome is the truth. A record that says done stays done (a cancel that raced the
+/// finish does not unmake the file the service holds).
+pub fn apply_outcome(rec: &mut Record, outcome: &Outcome) {
+    match outcome {
+        Outcome::Done { file_id, url, at } => {
+            if rec.state != State::Done {
+                apply_finished(rec, Finished { file_id: file_id.clone(), url: url.clone() }, *at);
+            }
+        }
+        Outcome::Cancelled { at } => {
+            if rec.state != State::Done {
+                rec.state = State::Cancelled;
+                rec.retry_after = None;
+                rec.ended_at = Some(*at);
+            }
+        }
+    }
+}
+
+/// How retryable failures are spaced and when they become final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    /// The first wait, in seconds; doubled after each invocation that fails again.
+    pub base_secs: u64,
+    /// The longest wait.
+    pub cap_secs: u64,
+    /// How long an upload may go without progress before it fails with its last error.
+    pub give_up_secs: u64,
+}
+
+/// Records an error. A retryable one leaves the upload resumable after an exponential
+/// `retryAfter` (counted from the last invocation that made progress), until the
+/// give-up time has passed without progress; anything else fails it.
+pub fn apply_error(rec: &mut Record, error: &Error, now: u64, progressed: bool, backoff: Backoff) {
+    if progressed {
+        rec.retries = 0;
+        rec.failing_since = None;
+    }
+    let since = *rec.failing_since.get_or_insert(now);
     rec.error = Some(error.to_job_error());
-    if error.retryable() {
-        rec.retry_after = Some(now + retry_in_secs);
+    if error.retryable() && now.saturating_sub(since) < backoff.give_up_secs {
+        let wait = backoff.base_secs.saturating_mul(1u64 << rec.retries.min(32)).min(backoff.cap_secs);
+        rec.retries = rec.retries.saturating_add(1);
+        rec.retry_after = Some(now.saturating_add(wait));
     } else {
+        if error.retryable() {
+            if let Some(e) = &mut rec.error {
+                e.retryable = false;
+                e.message = format!("gave up after {} s without progress: {}", now.saturating_sub(since), e.message);
+            }
+        }
+        rec.failed_in = Some(rec.state);
         rec.state = State::Failed;
         rec.retry_after = None;
+        rec.ended_at = Some(now);
     }
+}
+
+/// An invocation ended without error: no error is pending.
+pub fn clear_error(rec: &mut Record) {
+    rec.error = None;
+    rec.retry_after = None;
+    rec.retries = 0;
+    rec.failing_since = None;
+}
+
+/// Restarts a failed upload from its last good checkpoint: the state it failed in
+/// (from the start when the checkpoint itself was the problem), with the service's
+/// session asked again for the parts it holds.
+pub fn retry(rec: &mut Record) {
+    if rec.state != State::Failed {
+        return;
+    }
+    let checkpoint_bad = rec.error.as_ref().is_some_and(|e| e.code == crate::error::codes::CHECKPOINT);
+    rec.state = match rec.failed_in.take() {
+        Some(state) if !checkpoint_bad && !state.is_final() => state,
+        _ => State::Pending,
+    };
+    if rec.state == State::Pending {
+        rec.hashing = None;
+        rec.file_sha = None;
+        rec.clear_md5s();
+        rec.md5_part_size = rec.spec.data_size;
+        rec.part_size = rec.spec.data_size;
+        rec.done_below = 0;
+        rec.done_above.clear();
+    }
+    if rec.state == State::Finishing {
+        rec.state = State::Uploading;
+    }
+    rec.session = false;
+    rec.repairs = 0;
+    rec.ended_at = None;
+    clear_error(rec);
 }
 
 /// A source location fit to show: a URL's query (which for a presigned URL is a
@@ -257,14 +355,72 @@ mod tests {
     #[test]
     fn errors_fail_or_wait_and_status_hides_the_presigned_query() {
         let mut r = rec(10);
-        apply_error(&mut r, &Error::VodTransport("down".into()), 1000, 5);
+        let backoff = Backoff { base_secs: 5, cap_secs: 60, give_up_secs: 3600 };
+        apply_error(&mut r, &Error::VodTransport("down".into()), 1000, false, backoff);
         assert_eq!((r.state, r.retry_after), (State::Pending, Some(1005)));
         let s = status(&r);
         assert_eq!(s["error"]["code"], "vod_unavailable");
         assert_eq!(s["source"], "https://b.example/v.mp4?<redacted>");
         assert!(!s.to_string().contains("secret"));
-        apply_error(&mut r, &Error::Vod(crate::protocol::ApiError { code: -10003, message: "fileName".into(), retryable: false }), 1000, 5);
+        apply_error(&mut r, &Error::Vod(crate::protocol::ApiError { code: -10003, message: "fileName".into(), retryable: false }), 1000, false, backoff);
         assert_eq!(r.state, State::Failed);
         assert_eq!(status(&r)["error"]["vodCode"], -10003);
+    }
+
+    #[test]
+    fn transient_errors_back_off_exponentially_then_give_up() {
+        let backoff = Backoff { base_secs: 5, cap_secs: 60, give_up_secs: 1000 };
+        let mut r = rec(10);
+        let e = Error::VodTransport("down".into());
+        let mut waits = Vec::new();
+        for now in [100, 200, 300, 400, 500] {
+            apply_error(&mut r, &e, now, false, backoff);
+            waits.push(r.retry_after.unwrap() - now);
+        }
+        assert_eq!(waits, [5, 10, 20, 40, 60], "doubling, capped");
+        // Progress resets the streak.
+        apply_error(&mut r, &e, 600, true, backoff);
+        assert_eq!((r.retry_after, r.failing_since), (Some(605), Some(600)));
+        apply_error(&mut r, &e, 1599, false, backoff);
+        assert_eq!(r.state, State::Pending);
+        apply_error(&mut r, &e, 1600, false, backoff);
+        assert_eq!(r.state, State::Failed);
+        let error = r.error.clone().unwrap();
+        assert!(!error.retryable && error.message.starts_with("gave up after 1000 s"), "{error:?}");
+        assert_eq!((r.failed_in, r.ended_at), (Some(State::Pending), Some(1600)));
+        // A retry resumes where it failed, with a clean slate.
+        retry(&mut r);
+        assert_eq!((r.state, r.error.clone(), r.retries, r.failing_since, r.ended_at), (State::Pending, None, 0, None, None));
+    }
+
+    #[test]
+    fn a_retry_resumes_where_the_upload_failed() {
+        let backoff = Backoff { base_secs: 5, cap_secs: 60, give_up_secs: 1000 };
+        let mut r = rec(10);
+        r.push_md5s(&[md5(0), md5(1), md5(2)]);
+        hashed(&mut r, "f".repeat(40));
+        r.session = true;
+        r.mark_part_done(0);
+        apply_error(&mut r, &Error::Source(crate::source::SourceError::Denied("403".into())), 100, false, backoff);
+        assert_eq!(r.state, State::Failed);
+        retry(&mut r);
+        assert_eq!((r.state, r.session, r.parts_done(), r.md5_count()), (State::Uploading, false, 1, 3));
+        // A failure of the checkpoint itself starts over.
+        apply_error(&mut r, &Error::Checkpoint("bad".into()), 100, false, backoff);
+        retry(&mut r);
+        assert_eq!((r.state, r.parts_done(), r.md5_count(), r.file_sha.clone()), (State::Pending, 0, 0, None));
+    }
+
+    #[test]
+    fn an_outcome_overrides_a_record_that_stepped_back() {
+        let mut r = rec(10);
+        r.push_md5s(&[md5(0)]);
+        let done = Outcome::Done { file_id: "7".into(), url: "u".into(), at: 5 };
+        apply_outcome(&mut r, &Outcome::Cancelled { at: 4 });
+        assert_eq!(r.state, State::Cancelled);
+        apply_outcome(&mut r, &done);
+        assert_eq!((r.state, r.file_id.as_deref(), r.md5_count(), r.ended_at), (State::Done, Some("7"), 0, Some(5)));
+        apply_outcome(&mut r, &Outcome::Cancelled { at: 6 });
+        assert_eq!(r.state, State::Done, "done stays done");
     }
 }

@@ -9,6 +9,25 @@ use std::fmt;
 /// The part sizes the protocol allows (`dataSize` of InitUpload).
 pub const PART_SIZES: [u64; 2] = [524_288, 1_048_576];
 
+/// The largest session part size accepted from the service (code 1's `dataSize`, which
+/// overrides ours). The protocol's are 512 KiB and 1 MiB; a larger one is followed up
+/// to this bound, which keeps parts in flight within the platform's memory.
+pub const MAX_PART_SIZE: u64 = 4 << 20;
+
+/// The service's failure codes the uploader acts on.
+pub mod vod_codes {
+    /// Protocol parameters refused; for UploadPart also "no session" or "already finished".
+    pub const PARAMS: i64 = -10003;
+    /// The body was refused (its MD5 differs from `dataMd5`, or its length).
+    pub const INVALID_BODY: i64 = -10006;
+}
+
+/// Longest service message kept (it is stored with the upload and shown).
+const MAX_MESSAGE_CHARS: usize = 300;
+
+/// Longest `fileId` or play URL accepted in an answer: they are stored and shown.
+const MAX_ANSWER_TEXT: usize = 2048;
+
 /// Characters the documents forbid in fileName.
 pub const FORBIDDEN_NAME_CHARS: &[char] = &['\\', '/', ':', '*', '?', '"', '<', '>', '|'];
 
@@ -75,8 +94,10 @@ impl std::error::Error for InvalidEndpoint {}
 impl Endpoint {
     /// Parses `http(s)://host[:port]/path`. The path defaults to `/v2/index.php`; a
     /// query or fragment is refused because the signed string could not include it.
+    /// The error says what is wrong without repeating the value (it may come from a
+    /// secret variable).
     pub fn parse(url: &str) -> Result<Self, InvalidEndpoint> {
-        let bad = |why: &str| InvalidEndpoint(format!("{url:?}: {why}"));
+        let bad = |why: &str| InvalidEndpoint(why.to_owned());
         let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("no scheme"))?;
         let scheme = scheme.to_ascii_lowercase();
         if scheme != "http" && scheme != "https" {
@@ -414,7 +435,10 @@ fn envelope(body: &[u8]) -> Result<(serde_json::Map<String, Value>, i64), Answer
         let message = as_text(map.get("message"))
             .filter(|m| !m.is_empty())
             .or_else(|| as_text(map.get("codeDesc")))
-            .unwrap_or_default();
+            .unwrap_or_default()
+            .chars()
+            .take(MAX_MESSAGE_CHARS)
+            .collect();
         let retryable = match map.get("canRetry") {
             Some(Value::Bool(b)) => *b,
             Some(v) => as_i64(v) == Some(1),
@@ -431,10 +455,11 @@ fn preview(body: &[u8]) -> String {
 }
 
 fn finished(map: &serde_json::Map<String, Value>) -> Result<Finished, AnswerError> {
+    let usable = |s: &String| s.len() <= MAX_ANSWER_TEXT && !s.chars().any(char::is_control);
     let file_id = as_text(map.get("fileId"))
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| AnswerError::Malformed("no `fileId`".into()))?;
-    let url = as_text(map.get("url")).unwrap_or_default();
+        .filter(|s| !s.trim().is_empty() && usable(s))
+        .ok_or_else(|| AnswerError::Malformed("no usable `fileId`".into()))?;
+    let url = as_text(map.get("url")).filter(usable).unwrap_or_default();
     Ok(Finished { file_id, url })
 }
 
@@ -450,21 +475,27 @@ pub fn parse_init(body: &[u8]) -> Result<InitAnswer, AnswerError> {
                 .or_else(|| map.get("dataLen"))
                 .and_then(as_u64)
                 .ok_or_else(|| AnswerError::Malformed("code 1 without a `dataSize`".into()))?;
+            if data_size == 0 || data_size > MAX_PART_SIZE {
+                return Err(AnswerError::Malformed(format!("code 1 with `dataSize` {data_size}, not in 1..={MAX_PART_SIZE}")));
+            }
             let mut parts = Vec::new();
-            if let Some(list) = map.get("listParts") {
-                let Value::Array(list) = list else {
-                    return Err(AnswerError::Malformed("`listParts` is not an array".into()));
-                };
-                for entry in list {
-                    let offset = entry.get("offset").and_then(as_u64);
-                    let size = entry.get("dataSize").or_else(|| entry.get("dataLen")).and_then(as_u64);
-                    let (Some(offset), Some(size)) = (offset, size) else {
-                        return Err(AnswerError::Malformed(format!("bad `listParts` entry: {entry}")));
-                    };
-                    let md5 = as_text(entry.get("dataMd5").or_else(|| entry.get("dataSha")))
-                        .map(|m| m.to_ascii_lowercase());
-                    parts.push(ListedPart { offset, size, md5 });
+            match map.get("listParts") {
+                None | Some(Value::Null) => {}
+                Some(Value::Array(list)) => {
+                    // An entry that cannot be read is left out: the part is sent again,
+                    // which the protocol allows; nothing unread is ever trusted.
+                    for entry in list {
+                        let offset = entry.get("offset").and_then(as_u64);
+                        let size = entry.get("dataSize").or_else(|| entry.get("dataLen")).and_then(as_u64);
+                        let md5 = as_text(entry.get("dataMd5").or_else(|| entry.get("dataSha")))
+                            .filter(|m| m.len() == 32 && m.bytes().all(|b| b.is_ascii_hexdigit()))
+                            .map(|m| m.to_ascii_lowercase());
+                        if let (Some(offset), Some(size)) = (offset, size) {
+                            parts.push(ListedPart { offset, size, md5 });
+                        }
+                    }
                 }
+                Some(_) => return Err(AnswerError::Malformed("`listParts` is not an array".into())),
             }
             Ok(InitAnswer::Resume { data_size, parts })
         }

@@ -26,25 +26,69 @@ pub struct SourcePolicy {
     pub local_root: Option<String>,
 }
 
-/// What is wrong with a source.
+/// What is wrong with a source. Each kind is either permanent (the upload fails at
+/// once with its own code) or transient (`Unreachable`, `Stalled`: retried with backoff).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceError {
     /// Not a URL or path we can read.
     Invalid(String),
     /// A URL whose origin this deployment may not reach, or a path outside the root.
     NotAllowed(String),
-    /// The source could not be read (network, status, missing file).
+    /// The source could not be read for now (network, 5xx, 429, a body cut short).
     Unreachable(String),
+    /// The source sent nothing for too long.
+    Stalled(String),
     /// The source is not the file the upload started with.
     Changed(String),
+    /// 401 or 403: the source refuses us (an expired presigned URL, say).
+    Denied(String),
+    /// 404 or 410, or a local file that is gone.
+    NotFound(String),
+    /// Another 4xx: the source refuses the request itself.
+    Refused(String),
+    /// The source ignores `Range` and the file is too large to read whole.
+    NoRange(String),
+    /// The answer is not the range asked for (Content-Range, Content-Length or the
+    /// body's length disagree with the request).
+    BadRange(String),
+    /// The body is encoded (gzip, ...): its bytes are not the file's.
+    Encoded(String),
+}
+
+impl SourceError {
+    /// Whether a later attempt may succeed.
+    pub fn retryable(&self) -> bool {
+        matches!(self, SourceError::Unreachable(_) | SourceError::Stalled(_))
+    }
+
+    /// The error for an HTTP status that is not a usable answer.
+    pub fn from_status(status: u16) -> SourceError {
+        let m = format!("source answered HTTP {status}");
+        match status {
+            401 | 403 => SourceError::Denied(format!("{m}: access denied (an expired or wrong presigned URL?)")),
+            404 | 410 => SourceError::NotFound(format!("{m}: no such object")),
+            412 => SourceError::Changed(format!("{m}: precondition failed (ETag or Last-Modified differs)")),
+            408 | 425 | 429 => SourceError::Unreachable(format!("{m}: try again later")),
+            400..=499 => SourceError::Refused(m),
+            _ => SourceError::Unreachable(m),
+        }
+    }
 }
 
 impl fmt::Display for SourceError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SourceError::Invalid(m) | SourceError::NotAllowed(m) | SourceError::Unreachable(m) | SourceError::Changed(m) => {
-                f.write_str(m)
-            }
+            SourceError::Invalid(m)
+            | SourceError::NotAllowed(m)
+            | SourceError::Unreachable(m)
+            | SourceError::Stalled(m)
+            | SourceError::Changed(m)
+            | SourceError::Denied(m)
+            | SourceError::NotFound(m)
+            | SourceError::Refused(m)
+            | SourceError::NoRange(m)
+            | SourceError::BadRange(m)
+            | SourceError::Encoded(m) => f.write_str(m),
         }
     }
 }
@@ -59,7 +103,7 @@ pub fn origin_of(url: &str) -> Option<String> {
         return None;
     }
     let authority = rest.split(['/', '?', '#']).next()?.to_ascii_lowercase();
-    if authority.is_empty() || authority.contains('@') {
+    if authority.is_empty() || authority.contains('@') || authority.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return None;
     }
     let default_port = if scheme == "https" { ":443" } else { ":80" };
@@ -77,7 +121,12 @@ impl Source {
         if text.chars().any(char::is_control) || text.contains(' ') {
             return Err(SourceError::Invalid("source must not contain spaces or control characters".into()));
         }
-        if let Some((scheme, _)) = text.split_once("://") {
+        if let Some((scheme, rest)) = text.split_once("://") {
+            if rest.split(['/', '?', '#']).next().is_some_and(|authority| authority.contains('@')) {
+                return Err(SourceError::Invalid(
+                    "source URL must not carry a user name or password (user:password@host): use a presigned URL".into(),
+                ));
+            }
             let Some(origin) = origin_of(text) else {
                 return Err(SourceError::Invalid(format!(
                     "source scheme {scheme:?} is not supported: use an http(s) URL or an absolute path"
@@ -210,18 +259,47 @@ fn content_range(value: &str) -> Option<(u64, u64, Option<u64>)> {
 /// presigned GET URL allows, where HEAD may not be).
 pub const PROBE_RANGE: &str = "bytes=0-0";
 
+/// Headers of the probe.
+pub fn probe_headers() -> Vec<(String, String)> {
+    vec![("range".to_owned(), PROBE_RANGE.to_owned()), identity_encoding()]
+}
+
+/// Asks for the bytes as stored: without it a server may compress the answer (no
+/// Accept-Encoding means any coding is acceptable), and compressed bytes are not the file.
+fn identity_encoding() -> (String, String) {
+    ("accept-encoding".to_owned(), "identity".to_owned())
+}
+
+/// Refuses a body in any coding but identity.
+fn check_encoding(headers: &[(String, String)]) -> Result<(), SourceError> {
+    match header(headers, "content-encoding").map(str::trim) {
+        None | Some("") => Ok(()),
+        Some(coding) if coding.eq_ignore_ascii_case("identity") => Ok(()),
+        Some(coding) => Err(SourceError::Encoded(format!(
+            "source answered with Content-Encoding {coding:?} although identity was asked for: its bytes are not the file's"
+        ))),
+    }
+}
+
+fn content_length(headers: &[(String, String)]) -> Result<Option<u64>, SourceError> {
+    match header(headers, "content-length") {
+        None => Ok(None),
+        Some(v) => v.trim().parse().map(Some).map_err(|_| SourceError::BadRange(format!("source sent an unreadable Content-Length {v:?}"))),
+    }
+}
+
 /// Reads the probe's answer.
 pub fn identity_from_probe(status: u16, headers: &[(String, String)]) -> Result<Identity, SourceError> {
+    check_encoding(headers)?;
     let size = match status {
-        206 => header(headers, "content-range")
-            .and_then(content_range)
-            .and_then(|(_, _, total)| total)
-            .ok_or_else(|| SourceError::Unreachable("source answered 206 without a usable Content-Range".into()))?,
-        200 => header(headers, "content-length").and_then(|v| v.trim().parse().ok()).ok_or_else(|| {
-            SourceError::Unreachable("source ignores Range requests and gives no Content-Length".into())
-        })?,
+        206 => match header(headers, "content-range").and_then(content_range) {
+            Some((0, 0, Some(total))) => total,
+            _ => return Err(SourceError::BadRange("source answered 206 without a Content-Range for byte 0".into())),
+        },
+        200 => content_length(headers)?
+            .ok_or_else(|| SourceError::NoRange("source ignores Range requests and gives no Content-Length".into()))?,
         416 => 0,
-        other => return Err(SourceError::Unreachable(format!("source answered HTTP {other} to a ranged GET"))),
+        other => return Err(SourceError::from_status(other)),
     };
     if size == 0 {
         return Err(SourceError::Invalid("source is empty: the service needs a file of at least one byte".into()));
@@ -235,7 +313,7 @@ pub fn identity_from_probe(status: u16, headers: &[(String, String)]) -> Result<
 
 /// Headers of a ranged read of `start..end` that only succeeds on the same content.
 pub fn range_request_headers(identity: &Identity, start: u64, end: u64) -> Vec<(String, String)> {
-    let mut headers = vec![("range".to_owned(), format!("bytes={start}-{}", end - 1))];
+    let mut headers = vec![("range".to_owned(), format!("bytes={start}-{}", end - 1)), identity_encoding()];
     if let Some(etag) = &identity.etag {
         // If-Match needs a strong ETag; a weak one is compared by hand on the answer.
         if !etag.starts_with("W/") {
@@ -247,16 +325,43 @@ pub fn range_request_headers(identity: &Identity, start: u64, end: u64) -> Vec<(
     headers
 }
 
-/// Checks a ranged read's answer before its body is used.
-pub fn check_range_response(identity: &Identity, start: u64, end: u64, status: u16, headers: &[(String, String)]) -> Result<(), SourceError> {
+/// What a ranged read's answer holds, once checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RangeAnswer {
+    /// Where the body starts in the file: `start`, or 0 when the source sent the whole
+    /// file (then the bytes before `start` are to be skipped).
+    pub body_start: u64,
+    /// Whether the body's length is stated (Content-Length); if not, its end is checked
+    /// so a longer body is refused, never silently cut.
+    pub length_known: bool,
+}
+
+/// Checks a ranged read's answer before its body is used. A source that ignores
+/// `Range` is accepted only when the file is at most `whole_limit` bytes (read whole
+/// and skipped into); a larger one fails with [`SourceError::NoRange`].
+pub fn check_range_response(
+    identity: &Identity,
+    start: u64,
+    end: u64,
+    status: u16,
+    headers: &[(String, String)],
+    whole_limit: u64,
+) -> Result<RangeAnswer, SourceError> {
     let changed = |why: String| SourceError::Changed(format!("the source changed since the upload started: {why}"));
-    match status {
-        206 => {}
-        412 => return Err(changed("precondition failed (ETag or Last-Modified differs)".into())),
-        200 if start == 0 && end == identity.size => {}
-        200 => return Err(SourceError::Unreachable("source ignored the Range header".into())),
-        other => return Err(SourceError::Unreachable(format!("source answered HTTP {other} to a ranged GET"))),
-    }
+    let body_start = match status {
+        206 => start,
+        200 if start == 0 && end == identity.size => 0,
+        200 if identity.size <= whole_limit => 0,
+        200 => {
+            return Err(SourceError::NoRange(format!(
+                "source ignores Range requests (HTTP 200 to bytes={start}-{}) and the file is too large to read whole",
+                end - 1
+            )))
+        }
+        416 => return Err(changed("a range inside the file is not satisfiable (the file became shorter)".into())),
+        other => return Err(SourceError::from_status(other)),
+    };
+    check_encoding(headers)?;
     if let (Some(expected), Some(given)) = (&identity.etag, header(headers, "etag")) {
         if expected != given {
             return Err(changed(format!("ETag {given} instead of {expected}")));
@@ -264,14 +369,32 @@ pub fn check_range_response(identity: &Identity, start: u64, end: u64, status: u
     }
     if status == 206 {
         match header(headers, "content-range").and_then(content_range) {
-            Some((s, e, total)) if s == start && e + 1 == end && total.is_none_or(|t| t == identity.size) => {}
             Some((_, _, Some(total))) if total != identity.size => {
                 return Err(changed(format!("size {total} instead of {}", identity.size)))
             }
-            _ => return Err(SourceError::Unreachable("source answered with a different range".into())),
+            Some((s, e, _)) if s == start && e.checked_add(1) == Some(end) => {}
+            Some((s, e, _)) => {
+                return Err(SourceError::BadRange(format!(
+                    "source answered bytes {s}-{e} to a request for bytes {start}-{}",
+                    end - 1
+                )))
+            }
+            None => return Err(SourceError::BadRange("source answered 206 without a usable Content-Range".into())),
         }
     }
-    Ok(())
+    let expected_len = if status == 206 { end - start } else { identity.size };
+    let length = content_length(headers)?;
+    match length {
+        Some(n) if n != expected_len => {
+            return Err(if status == 200 && n != identity.size {
+                changed(format!("size {n} instead of {}", identity.size))
+            } else {
+                SourceError::BadRange(format!("source sends {n} bytes where {expected_len} were asked for"))
+            })
+        }
+        _ => {}
+    }
+    Ok(RangeAnswer { body_start, length_known: length.is_some() })
 }
 
 #[cfg(test)]
@@ -298,6 +421,8 @@ mod tests {
         assert!(matches!(Source::parse("/data/../etc/passwd", &p), Err(SourceError::Invalid(_))));
         assert!(matches!(Source::parse("data/x", &p), Err(SourceError::Invalid(_))));
         assert!(matches!(Source::parse("", &p), Err(SourceError::Invalid(_))));
+        let userinfo = Source::parse("https://user:pw@bucket.s3.amazonaws.com/x", &p).unwrap_err();
+        assert!(matches!(&userinfo, SourceError::Invalid(m) if m.contains("user name or password")), "{userinfo}");
         let any = SourcePolicy { allowed_origins: vec!["*".into()], local_root: None };
         assert!(Source::parse("http://127.0.0.1:8080/x", &any).is_ok());
         assert!(matches!(Source::parse("/data/x", &any), Err(SourceError::NotAllowed(_))));
@@ -322,19 +447,38 @@ mod tests {
         let id = identity_from_probe(206, &h(&[("Content-Range", "bytes 0-0/1000"), ("ETag", "\"abc\"")])).unwrap();
         assert_eq!(id, Identity { size: 1000, etag: Some("\"abc\"".into()), last_modified: None });
         assert!(matches!(identity_from_probe(416, &[]), Err(SourceError::Invalid(_))));
-        assert!(matches!(identity_from_probe(403, &[]), Err(SourceError::Unreachable(_))));
+        assert!(matches!(identity_from_probe(403, &[]), Err(SourceError::Denied(_))));
+        assert!(matches!(identity_from_probe(404, &[]), Err(SourceError::NotFound(_))));
+        assert!(matches!(identity_from_probe(503, &[]), Err(SourceError::Unreachable(_))));
         assert_eq!(identity_from_probe(200, &h(&[("content-length", "5")])).unwrap().size, 5);
+        let gzip = h(&[("Content-Range", "bytes 0-0/1000"), ("Content-Encoding", "gzip")]);
+        assert!(matches!(identity_from_probe(206, &gzip), Err(SourceError::Encoded(_))));
 
         let req = range_request_headers(&id, 100, 200);
-        assert_eq!(req, h(&[("range", "bytes=100-199"), ("if-match", "\"abc\"")]));
+        assert_eq!(req, h(&[("range", "bytes=100-199"), ("accept-encoding", "identity"), ("if-match", "\"abc\"")]));
+        let check = |status, headers: &[(String, String)]| check_range_response(&id, 100, 200, status, headers, 0);
         let ok = h(&[("content-range", "bytes 100-199/1000"), ("etag", "\"abc\"")]);
-        assert!(check_range_response(&id, 100, 200, 206, &ok).is_ok());
-        assert!(matches!(check_range_response(&id, 100, 200, 412, &[]), Err(SourceError::Changed(_))));
+        assert_eq!(check(206, &ok), Ok(RangeAnswer { body_start: 100, length_known: false }));
+        let with_length = h(&[("content-range", "bytes 100-199/1000"), ("content-length", "100")]);
+        assert_eq!(check(206, &with_length), Ok(RangeAnswer { body_start: 100, length_known: true }));
+        let too_long = h(&[("content-range", "bytes 100-199/1000"), ("content-length", "101")]);
+        assert!(matches!(check(206, &too_long), Err(SourceError::BadRange(_))));
+        assert!(matches!(check(412, &[]), Err(SourceError::Changed(_))));
+        assert!(matches!(check(416, &[]), Err(SourceError::Changed(_))));
+        assert!(matches!(check(403, &[]), Err(SourceError::Denied(_))));
+        assert!(matches!(check(410, &[]), Err(SourceError::NotFound(_))));
+        assert!(matches!(check(502, &[]), Err(SourceError::Unreachable(_))));
         let other_tag = h(&[("content-range", "bytes 100-199/1000"), ("etag", "\"xyz\"")]);
-        assert!(matches!(check_range_response(&id, 100, 200, 206, &other_tag), Err(SourceError::Changed(_))));
+        assert!(matches!(check(206, &other_tag), Err(SourceError::Changed(_))));
         let other_size = h(&[("content-range", "bytes 100-199/1001")]);
-        assert!(matches!(check_range_response(&id, 100, 200, 206, &other_size), Err(SourceError::Changed(_))));
-        assert!(check_range_response(&id, 100, 200, 200, &[]).is_err());
-        assert!(check_range_response(&id, 0, 1000, 200, &[]).is_ok());
+        assert!(matches!(check(206, &other_size), Err(SourceError::Changed(_))));
+        let shifted = h(&[("content-range", "bytes 101-200/1000")]);
+        assert!(matches!(check(206, &shifted), Err(SourceError::BadRange(_))));
+        let gzip = h(&[("content-range", "bytes 100-199/1000"), ("content-encoding", "gzip")]);
+        assert!(matches!(check(206, &gzip), Err(SourceError::Encoded(_))));
+        assert!(matches!(check(200, &[]), Err(SourceError::NoRange(_))));
+        // A source without ranges is read whole when the file is small enough.
+        assert_eq!(check_range_response(&id, 100, 200, 200, &[], 1000), Ok(RangeAnswer { body_start: 0, length_known: false }));
+        assert!(check_range_response(&id, 0, 1000, 200, &[], 0).is_ok());
     }
 }

@@ -8,7 +8,8 @@ use host_sim::vod::{self, faults::Faults, DEV_SECRET_ID, DEV_SECRET_KEY};
 use sha1::Digest as _;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use host_sim::native::monotonic_now as now;
 use vod_uploader::checkpoint::{Record, Spec, State};
 use vod_uploader::engine::{self, Settings};
 use vod_uploader::protocol::{Credentials, Endpoint, Signer};
@@ -59,8 +60,13 @@ impl Env {
         s.memory_threshold = 0;
         s.first_read = 2 << 20;
         // Waiting out retryAfter is the scheduler's business; tests advance at once.
-        s.retry_after_secs = 0;
+        s.backoff.base_secs = 0;
         s
+    }
+
+    /// Creates an upload (the probe's settings do not matter here).
+    async fn create(&self, io: &NativeIo, spec: Spec) -> Result<(Record, bool), vod_uploader::error::Error> {
+        engine::create(io, &self.settings(Duration::ZERO), spec).await
     }
 
     fn io(&self) -> NativeIo {
@@ -109,7 +115,7 @@ fn spec(source: Source, data_size: u64) -> Spec {
 /// Advances until the upload is final; returns the record and the invocations used.
 async fn drive(io: &NativeIo, s: &Settings, id: &str, limit: u64) -> Record {
     for _ in 0..limit {
-        let rec = engine::advance(io, s, id, Instant::now() + s.budget).await.unwrap().unwrap();
+        let rec = engine::advance(io, s, id, now()).await.unwrap().unwrap();
         if rec.state.is_final() {
             return rec;
         }
@@ -127,7 +133,7 @@ async fn url_source_over_dozens_of_tiny_invocations() {
     let (_, bytes) = env.file("clip.mp4", 9 * HALF + 12_345, 1);
     let io = env.io();
     let s = env.settings(Duration::ZERO);
-    let (rec, created) = engine::create(&io, spec(env.url("clip.mp4"), HALF)).await.unwrap();
+    let (rec, created) = env.create(&io, spec(env.url("clip.mp4"), HALF)).await.unwrap();
     assert!(created);
     assert_eq!((rec.state, rec.identity.size), (State::Pending, bytes.len() as u64));
     let done = drive(&io, &s, &rec.id, 20_000).await;
@@ -135,8 +141,8 @@ async fn url_source_over_dozens_of_tiny_invocations() {
     assert!(done.invocations >= 8, "a zero budget should take many invocations, took {}", done.invocations);
     assert_eq!(done.file_sha.as_deref(), Some(sha1_hex(&bytes).as_str()));
     assert!(env.stored(done.file_id.as_deref().unwrap()).await == bytes);
-    // Only the main record is left of the upload (no MD5 chunks for so few parts).
-    assert_eq!(env.kv.keys().unwrap(), vec![vod_uploader::checkpoint::record_key(&rec.id)]);
+    // Only the main record and the outcome are left of the upload.
+    assert_eq!(env.kv.keys().unwrap(), vec![vod_uploader::checkpoint::record_key(&rec.id), vod_uploader::checkpoint::end_key(&rec.id)]);
 }
 
 #[tokio::test]
@@ -145,7 +151,7 @@ async fn local_path_source_with_a_generous_budget_in_one_invocation() {
     let (path, bytes) = env.file("local.mov", 5 * HALF + 1, 2);
     let io = env.io();
     let s = env.settings(Duration::from_secs(60));
-    let (rec, _) = engine::create(&io, spec(Source::Path(path.to_str().unwrap().into()), HALF)).await.unwrap();
+    let (rec, _) = env.create(&io, spec(Source::Path(path.to_str().unwrap().into()), HALF)).await.unwrap();
     assert_eq!((rec.spec.file_name.as_str(), rec.spec.file_type.as_str()), ("local", "mov"));
     let done = drive(&io, &s, &rec.id, 1).await;
     assert_eq!((done.state, done.invocations), (State::Done, 1));
@@ -159,7 +165,7 @@ async fn small_files_are_read_once() {
     let io = env.io();
     let mut s = env.settings(Duration::from_secs(60));
     s.memory_threshold = 16 << 20;
-    let (rec, _) = engine::create(&io, spec(env.url("small.mp4"), HALF)).await.unwrap();
+    let (rec, _) = env.create(&io, spec(env.url("small.mp4"), HALF)).await.unwrap();
     let done = drive(&io, &s, &rec.id, 1).await;
     assert_eq!(done.state, State::Done);
     assert_eq!(done.stats.source_bytes, bytes.len() as u64, "read once");
@@ -173,7 +179,7 @@ async fn a_crash_before_any_write_loses_nothing_committed() {
     let env = env().await;
     let (_, bytes) = env.file("crash.mp4", 6 * HALF + 99, 4);
     let s = env.settings(Duration::ZERO);
-    let (rec, _) = engine::create(&env.io(), spec(env.url("crash.mp4"), HALF)).await.unwrap();
+    let (rec, _) = env.create(&env.io(), spec(env.url("crash.mp4"), HALF)).await.unwrap();
     // Count the writes of an undisturbed run on a copy of the store.
     let mut crash_at = 0u64;
     loop {
@@ -181,9 +187,9 @@ async fn a_crash_before_any_write_loses_nothing_committed() {
         // it is stored, the in-memory state is gone), then a fresh invocation.
         let dying = env.io();
         dying.fail_writes_after.set(Some(crash_at % 5));
-        let _ = engine::advance(&dying, &s, &rec.id, Instant::now()).await;
+        let _ = engine::advance(&dying, &s, &rec.id, now()).await;
         let fresh = env.io();
-        let after = engine::advance(&fresh, &s, &rec.id, Instant::now()).await.unwrap().unwrap();
+        let after = engine::advance(&fresh, &s, &rec.id, now()).await.unwrap().unwrap();
         assert_ne!(after.state, State::Failed, "{:?}", after.error);
         if after.state == State::Done {
             assert!(env.stored(after.file_id.as_deref().unwrap()).await == bytes);
@@ -216,7 +222,7 @@ async fn code_1_with_another_part_size_and_a_wrong_listed_part() {
     client.part(&sha, 2 * HALF, bytes[2 * HALF as usize..4 * HALF as usize].to_vec().into()).await.unwrap();
     let io = env.io();
     let s = env.settings(Duration::from_secs(60));
-    let (rec, _) = engine::create(&io, spec(env.url("other-size.mp4"), HALF)).await.unwrap();
+    let (rec, _) = env.create(&io, spec(env.url("other-size.mp4"), HALF)).await.unwrap();
     let done = drive(&io, &s, &rec.id, 3).await;
     assert_eq!(done.state, State::Done, "{:?}", done.error);
     assert_eq!(done.part_size, 2 * HALF, "the service's part size wins");
@@ -228,7 +234,7 @@ async fn code_1_with_another_part_size_and_a_wrong_listed_part() {
     client.init(init(&sha, bytes.len() as u64, HALF)).await.unwrap();
     client.part(&sha, 0, bytes[..HALF as usize].to_vec().into()).await.unwrap();
     client.part(&sha, HALF, vec![0xee; HALF as usize].into()).await.unwrap();
-    let (rec, _) = engine::create(&io, spec(env.url("wrong-part.mp4"), HALF)).await.unwrap();
+    let (rec, _) = env.create(&io, spec(env.url("wrong-part.mp4"), HALF)).await.unwrap();
     let done = drive(&io, &s, &rec.id, 3).await;
     assert_eq!(done.state, State::Done, "{:?}", done.error);
     assert!(env.stored(done.file_id.as_deref().unwrap()).await == bytes);
@@ -244,9 +250,9 @@ async fn code_2_for_a_file_the_service_already_has() {
     std::fs::write(env.root.join("copy.mp4"), &bytes).unwrap();
     let io = env.io();
     let s = env.settings(Duration::from_secs(60));
-    let (a, _) = engine::create(&io, spec(env.url("first.mp4"), HALF)).await.unwrap();
+    let (a, _) = env.create(&io, spec(env.url("first.mp4"), HALF)).await.unwrap();
     let first = drive(&io, &s, &a.id, 2).await;
-    let (b, _) = engine::create(&io, spec(env.url("copy.mp4"), HALF)).await.unwrap();
+    let (b, _) = env.create(&io, spec(env.url("copy.mp4"), HALF)).await.unwrap();
     assert_ne!(a.id, b.id);
     let second = drive(&io, &s, &b.id, 2).await;
     assert_eq!((second.state, &second.file_id), (State::Done, &first.file_id));
@@ -258,12 +264,12 @@ async fn the_same_request_for_the_same_source_is_one_upload() {
     let env = env().await;
     env.file("same.mp4", 1000, 8);
     let io = env.io();
-    let (a, new_a) = engine::create(&io, spec(env.url("same.mp4"), HALF)).await.unwrap();
-    let (b, new_b) = engine::create(&io, spec(env.url("same.mp4"), HALF)).await.unwrap();
+    let (a, new_a) = env.create(&io, spec(env.url("same.mp4"), HALF)).await.unwrap();
+    let (b, new_b) = env.create(&io, spec(env.url("same.mp4"), HALF)).await.unwrap();
     assert_eq!((a.id.as_str(), new_a, new_b), (b.id.as_str(), true, false));
     // A changed source is a different upload.
     env.file("same.mp4", 1001, 8);
-    let (c, new_c) = engine::create(&io, spec(env.url("same.mp4"), HALF)).await.unwrap();
+    let (c, new_c) = env.create(&io, spec(env.url("same.mp4"), HALF)).await.unwrap();
     assert!(new_c && c.id != a.id);
 }
 
@@ -273,8 +279,8 @@ async fn faults_injected_by_the_simulator_are_survived() {
     let (_, bytes) = env.file("faulty.mp4", 12 * HALF + 5, 9);
     let io = env.io();
     let mut s = env.settings(Duration::from_millis(300));
-    s.retry_after_secs = 0;
-    let (rec, _) = engine::create(&io, spec(env.url("faulty.mp4"), HALF)).await.unwrap();
+    s.backoff.base_secs = 0;
+    let (rec, _) = env.create(&io, spec(env.url("faulty.mp4"), HALF)).await.unwrap();
     let done = drive(&io, &s, &rec.id, 300).await;
     assert_eq!(done.state, State::Done, "{:?}", done.error);
     assert!(env.stored(done.file_id.as_deref().unwrap()).await == bytes);
@@ -287,8 +293,8 @@ async fn a_source_that_changes_mid_upload_fails_the_upload() {
     let (path, _) = env.file("changing.mp4", 8 * HALF, 10);
     let io = env.io();
     let s = env.settings(Duration::ZERO);
-    let (rec, _) = engine::create(&io, spec(env.url("changing.mp4"), HALF)).await.unwrap();
-    engine::advance(&io, &s, &rec.id, Instant::now()).await.unwrap();
+    let (rec, _) = env.create(&io, spec(env.url("changing.mp4"), HALF)).await.unwrap();
+    engine::advance(&io, &s, &rec.id, now()).await.unwrap();
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[5] ^= 1;
     std::thread::sleep(Duration::from_millis(5));
@@ -299,8 +305,8 @@ async fn a_source_that_changes_mid_upload_fails_the_upload() {
 
     // A local file: size and modification time change.
     let (path, _) = env.file("changing-local.mp4", 8 * HALF, 11);
-    let (rec, _) = engine::create(&io, spec(Source::Path(path.to_str().unwrap().into()), HALF)).await.unwrap();
-    engine::advance(&io, &s, &rec.id, Instant::now()).await.unwrap();
+    let (rec, _) = env.create(&io, spec(Source::Path(path.to_str().unwrap().into()), HALF)).await.unwrap();
+    engine::advance(&io, &s, &rec.id, now()).await.unwrap();
     std::thread::sleep(Duration::from_millis(5));
     std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all_at_end(b"more");
     let failed = drive(&io, &s, &rec.id, 100).await;
@@ -323,12 +329,12 @@ async fn two_invocations_advancing_one_upload_at_once() {
     let env = env().await;
     let (_, bytes) = env.file("race.mp4", 10 * HALF + 77, 12);
     let s = env.settings(Duration::from_millis(1));
-    let (rec, _) = engine::create(&env.io(), spec(env.url("race.mp4"), HALF)).await.unwrap();
+    let (rec, _) = env.create(&env.io(), spec(env.url("race.mp4"), HALF)).await.unwrap();
     let (a, b) = (env.io(), env.io());
     for _ in 0..20_000 {
         let (ra, rb) = tokio::join!(
-            engine::advance(&a, &s, &rec.id, Instant::now() + s.budget),
-            engine::advance(&b, &s, &rec.id, Instant::now() + s.budget)
+            engine::advance(&a, &s, &rec.id, now()),
+            engine::advance(&b, &s, &rec.id, now())
         );
         let (ra, rb) = (ra.unwrap().unwrap(), rb.unwrap().unwrap());
         assert_ne!(ra.state, State::Failed, "{:?}", ra.error);
@@ -348,13 +354,14 @@ async fn cancel_removes_every_key_and_stops_work() {
     env.file("cancel.mp4", 3 * HALF, 13);
     let io = env.io();
     let s = env.settings(Duration::ZERO);
-    let (rec, _) = engine::create(&io, spec(env.url("cancel.mp4"), HALF)).await.unwrap();
-    engine::advance(&io, &s, &rec.id, Instant::now()).await.unwrap();
-    let gone = engine::cancel(&io, &rec.id).unwrap().unwrap();
+    let (rec, _) = env.create(&io, spec(env.url("cancel.mp4"), HALF)).await.unwrap();
+    engine::advance(&io, &s, &rec.id, now()).await.unwrap();
+    let gone = engine::cancel(&io, &rec.id).await.unwrap().unwrap();
     assert_eq!(gone.state, State::Cancelled);
-    assert!(env.kv.keys().unwrap().is_empty());
-    assert!(engine::advance(&io, &s, &rec.id, Instant::now()).await.unwrap().is_none());
-    assert!(engine::cancel(&io, &rec.id).unwrap().is_none());
+    // Only the tombstone is left, until a tick removes it.
+    assert_eq!(env.kv.keys().unwrap(), vec![vod_uploader::checkpoint::end_key(&rec.id)]);
+    assert!(engine::advance(&io, &s, &rec.id, now()).await.unwrap().is_none());
+    assert!(engine::cancel(&io, &rec.id).await.unwrap().is_none());
 }
 
 #[tokio::test]
@@ -365,12 +372,12 @@ async fn tick_advances_every_unfinished_upload() {
     let mut ids = Vec::new();
     for i in 0..3 {
         env.file(&format!("t{i}.mp4"), HALF * (i + 1), 20 + i);
-        ids.push(engine::create(&io, spec(env.url(&format!("t{i}.mp4")), HALF)).await.unwrap().0.id);
+        ids.push(env.create(&io, spec(env.url(&format!("t{i}.mp4")), HALF)).await.unwrap().0.id);
     }
-    let report = engine::tick(&io, &s, Instant::now() + s.budget).await.unwrap();
+    let report = engine::tick(&io, &s, now()).await.unwrap();
     assert_eq!((report.advanced.len(), report.waiting), (3, 0));
     for id in ids {
-        assert_eq!(engine::load(&io, &id).unwrap().unwrap().state, State::Done);
+        assert_eq!(engine::load(&io, &id).await.unwrap().unwrap().state, State::Done);
     }
 }
 
@@ -383,10 +390,10 @@ async fn one_record_write_per_invocation_that_checkpoints_once() {
     let io = env.io();
     let mut s = env.settings(Duration::ZERO);
     s.checkpoint_every = Duration::from_secs(3600);
-    let (rec, _) = engine::create(&io, spec(env.url("writes.mp4"), HALF)).await.unwrap();
+    let (rec, _) = env.create(&io, spec(env.url("writes.mp4"), HALF)).await.unwrap();
     for _ in 0..5 {
         let before = io.counters().kv_writes;
-        let now = engine::advance(&io, &s, &rec.id, Instant::now()).await.unwrap().unwrap();
+        let now = engine::advance(&io, &s, &rec.id, now()).await.unwrap().unwrap();
         assert_eq!(now.state, State::Hashing, "{:?}", now.error);
         assert_eq!(io.counters().kv_writes - before, 1, "one checkpoint, one write");
     }

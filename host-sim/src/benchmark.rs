@@ -272,9 +272,9 @@ async fn native_upload(args: &BenchArgs, s: &Servers, size: u64, seed: u64) -> a
     };
     let (bytes0, requests0) = source_counters(s);
     let started = Instant::now();
-    let (rec, _) = vod_uploader::engine::create(&io, spec).await.map_err(|e| anyhow!("{e}"))?;
+    let (rec, _) = vod_uploader::engine::create(&io, &settings, spec).await.map_err(|e| anyhow!("{e}"))?;
     let rec = loop {
-        let rec = vod_uploader::engine::advance(&io, &settings, &rec.id, Instant::now() + settings.budget)
+        let rec = vod_uploader::engine::advance(&io, &settings, &rec.id, vod_uploader::engine::Io::now(&io))
             .await
             .map_err(|e| anyhow!("{e}"))?
             .ok_or_else(|| anyhow!("upload vanished"))?;

@@ -8,8 +8,9 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use std::cell::Cell;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use vod_uploader::engine::{Body, HttpRequest, HttpResponse, Io};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use vod_uploader::engine::{local, Body, FileInfo, HttpRequest, HttpResponse, Io};
 
 /// Counts what the engine did, for tests and benchmarks.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +41,13 @@ impl NativeIo {
     pub fn counters(&self) -> Counters {
         self.counters.get()
     }
+}
+
+/// Monotonic time since the first call in this process: the clock every [`NativeIo`]
+/// shares, so `started` taken from one driver means the same on another.
+pub fn monotonic_now() -> Duration {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    ORIGIN.get_or_init(Instant::now).elapsed()
 }
 
 /// A hyper response body.
@@ -82,11 +90,11 @@ impl Io for NativeIo {
         Ok(HttpResponse { status, headers, body: NativeBody(response.into_body()) })
     }
 
-    fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+    async fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
         self.kv.get(key).map_err(|e| e.to_string())
     }
 
-    fn kv_set(&self, key: &str, value: &[u8]) -> Result<(), String> {
+    async fn kv_set(&self, key: &str, value: &[u8]) -> Result<(), String> {
         if let Some(left) = self.fail_writes_after.get() {
             if left == 0 {
                 return Err("injected crash: key-value write refused".into());
@@ -99,16 +107,28 @@ impl Io for NativeIo {
         self.kv.set(key, value).map_err(|e| e.to_string())
     }
 
-    fn kv_delete(&self, key: &str) -> Result<(), String> {
+    async fn kv_delete(&self, key: &str) -> Result<(), String> {
         self.kv.delete(key).map_err(|e| e.to_string())
     }
 
-    fn kv_keys(&self) -> Result<Vec<String>, String> {
+    async fn kv_keys(&self) -> Result<Vec<String>, String> {
         self.kv.keys().map_err(|e| e.to_string())
     }
 
     async fn sleep(&self, duration: Duration) {
         tokio::time::sleep(duration).await
+    }
+
+    fn now(&self) -> Duration {
+        monotonic_now()
+    }
+
+    async fn file_info(&self, path: &str) -> std::io::Result<FileInfo> {
+        local::file_info(path)
+    }
+
+    async fn read_file(&self, path: &str, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+        local::read_file(path, offset, len)
     }
 
     fn unix_now(&self) -> u64 {
