@@ -482,7 +482,7 @@ pub async fn advance<I: Io>(io: &I, settings: &Settings, id: &str, started: Dura
         s: settings,
         soft: started + settings.budget,
         limits,
-        last_save: io.now(),
+        last_save: started,
         saved: None,
         memory: None,
         chunks: HashMap::new(),
@@ -539,10 +539,19 @@ pub async fn tick<I: Io>(io: &I, settings: &Settings, started: Duration) -> Resu
     let now = io.unix_now();
     let mut report = TickReport::default();
     for rec in &listing.records {
+        let own = keys_of(&listing.keys, &rec.id);
         let ended = rec.ended_at.unwrap_or(rec.updated_at);
         if rec.state.is_final() && ended.saturating_add(settings.retention_secs) <= now {
-            remove_keys(io, &keys_of(&listing.keys, &rec.id)).await?;
+            remove_keys(io, &own).await?;
             report.removed.push(rec.id.clone());
+        } else if rec.state == State::Done {
+            // MD5 chunks a racing invocation wrote after the upload finished.
+            let chunks: Vec<String> = own.into_iter().filter(|k| k.contains("/md5/")).collect();
+            remove_keys(io, &chunks).await?;
+        } else if rec.state == State::Cancelled {
+            // A record a racing invocation wrote after the cancel: only the tombstone stays.
+            let end = checkpoint::end_key(&rec.id);
+            remove_keys(io, &own.into_iter().filter(|k| *k != end).collect::<Vec<_>>()).await?;
         }
     }
     for (id, end) in &listing.lone_ends {
@@ -594,8 +603,10 @@ enum Reader<B> {
         body: B,
         /// Bytes of the range still to come.
         left: u64,
-        /// Bytes to drop first (a source without ranges sends from byte 0).
+        /// Bytes to drop first (a source without ranges sends the whole file).
         skip: u64,
+        /// The body is the whole file: bytes past the range are not read.
+        whole: bool,
         /// Whether to check, once the range is in, that the body ends there.
         check_end: bool,
     },
@@ -613,7 +624,7 @@ async fn read_chunk<I: Io>(io: &I, limits: Limits, reader: &mut Reader<I::Body>)
         Late::Stall(d) => SourceError::Stalled(format!("source sent nothing for {} s", d.as_secs())).into(),
     };
     match reader {
-        Reader::Http { body, left, skip, check_end } => loop {
+        Reader::Http { body, left, skip, whole, check_end } => loop {
             if *left == 0 {
                 if !*check_end {
                     return Ok(None);
@@ -640,7 +651,10 @@ async fn read_chunk<I: Io>(io: &I, limits: Limits, reader: &mut Reader<I::Body>)
                         *skip -= drop as u64;
                     }
                     if chunk.len() as u64 > *left {
-                        return Err(SourceError::BadRange("source sent more bytes than the range asked for".into()).into());
+                        if !*whole {
+                            return Err(SourceError::BadRange("source sent more bytes than the range asked for".into()).into());
+                        }
+                        chunk.truncate(*left as usize);
                     }
                     if chunk.is_empty() {
                         continue;
@@ -754,7 +768,13 @@ impl<'a, I: Io> Run<'a, I> {
                     Err(Late::Stall(d)) => return Err(SourceError::Stalled(format!("source did not answer within {} s", d.as_secs())).into()),
                 };
                 let answer = source::check_range_response(&rec.identity, start, end, response.status, &response.headers, self.s.memory_threshold)?;
-                Ok(Reader::Http { body: response.body, left: end - start, skip: start - answer.body_start, check_end: !answer.length_known })
+                Ok(Reader::Http {
+                    body: response.body,
+                    left: end - start,
+                    skip: start - answer.body_start,
+                    whole: answer.whole,
+                    check_end: !answer.length_known && !answer.whole,
+                })
             }
             Source::Path(path) => {
                 let info = self.io.file_info(path).await.map_err(|e| file_error(path, e))?;
@@ -817,6 +837,9 @@ impl<'a, I: Io> Run<'a, I> {
             rec.set_md5s(appended);
             job::hashed(rec, sha);
             self.save(rec).await
+        } else if rec.hashing.as_ref().is_some_and(|h| h.offset == hasher.offset()) {
+            // The last checkpoint of the reads already holds it all.
+            Ok(())
         } else {
             self.save_hashing(rec, &mut hasher).await
         }
@@ -990,6 +1013,7 @@ impl<'a, I: Io> Run<'a, I> {
             let mut spill_at = 0usize;
             let mut read_bytes = 0u64;
             let mut pass = Pass::default();
+            let mut read_all = false;
             let (io, limits) = (self.io, self.limits);
             loop {
                 // Move spilled bytes into the part being filled.
@@ -1016,7 +1040,9 @@ impl<'a, I: Io> Run<'a, I> {
                 if self.out_of_time() {
                     pass.stop = true;
                 }
-                let need_bytes = !pass.stop && next < last && !part_full;
+                // Read on to fill the next part, and once every part is in, once more to
+                // see the body end there (a longer one is refused, never silently cut).
+                let need_bytes = !pass.stop && !read_all && !part_full;
                 if !need_bytes {
                     // Nothing more to read: wait for the parts in flight.
                     match inflight.next().await {
@@ -1045,8 +1071,7 @@ impl<'a, I: Io> Run<'a, I> {
                         spill = chunk;
                         spill_at = 0;
                     }
-                    Ok(None) if inflight.is_empty() => break,
-                    Ok(None) => pass.stop = true,
+                    Ok(None) => read_all = true,
                     Err(e) => pass.fail(e),
                 }
             }
@@ -1168,6 +1193,17 @@ async fn send_part<I: Io>(io: &I, s: &Settings, file_sha: &str, index: u64, offs
 }
 
 /// Signs and sends one VOD call, reads and parses its answer, every wait bounded.
+/// Largest answer read from the service. InitUpload's lists every part held, about 100
+/// bytes each (10 MiB for the 100,000 parts of a 50 GiB file in 512 KiB parts), and
+/// the session's part size, which decides their number, is the service's: so up to
+/// 128 bytes a byte of a small file, and at most 32 MiB.
+fn max_answer(call: &Call) -> usize {
+    match call {
+        Call::InitUpload(p) => (64 << 10) + 128 * p.file_size.min(1 << 18) as usize,
+        _ => 64 << 10,
+    }
+}
+
 async fn vod_call<I: Io, T>(
     io: &I,
     signer: &Signer,
@@ -1176,6 +1212,7 @@ async fn vod_call<I: Io, T>(
     parse: fn(&[u8]) -> Result<T, AnswerError>,
     limits: Limits,
 ) -> Result<T, Error> {
+    let max_answer = max_answer(call);
     let late = |late: Late| match late {
         Late::Deadline => Error::OutOfTime,
         Late::Stall(d) => Error::VodTransport(format!("{} got no answer for {} s", call.action(), d.as_secs())),
@@ -1198,8 +1235,8 @@ async fn vod_call<I: Io, T>(
     let mut answer = Vec::new();
     while let Some(chunk) = limits.wait(io, response.body.chunk()).await.map_err(late)? {
         let chunk = chunk.map_err(|e| Error::VodTransport(format!("{} answer unreadable: {e}", call.action())))?;
-        if answer.len() + chunk.len() > 1 << 20 {
-            return Err(Error::VodTransport(format!("{} answer is larger than 1 MiB", call.action())));
+        if answer.len() + chunk.len() > max_answer {
+            return Err(Error::VodTransport(format!("{} answer is larger than {max_answer} bytes", call.action())));
         }
         answer.extend_from_slice(&chunk);
     }

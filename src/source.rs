@@ -331,6 +331,8 @@ pub struct RangeAnswer {
     /// Where the body starts in the file: `start`, or 0 when the source sent the whole
     /// file (then the bytes before `start` are to be skipped).
     pub body_start: u64,
+    /// Whether the body is the whole file (then the bytes past the range are not read).
+    pub whole: bool,
     /// Whether the body's length is stated (Content-Length); if not, its end is checked
     /// so a longer body is refused, never silently cut.
     pub length_known: bool,
@@ -394,7 +396,7 @@ pub fn check_range_response(
         }
         _ => {}
     }
-    Ok(RangeAnswer { body_start, length_known: length.is_some() })
+    Ok(RangeAnswer { body_start, whole: status == 200, length_known: length.is_some() })
 }
 
 #[cfg(test)]
@@ -458,9 +460,9 @@ mod tests {
         assert_eq!(req, h(&[("range", "bytes=100-199"), ("accept-encoding", "identity"), ("if-match", "\"abc\"")]));
         let check = |status, headers: &[(String, String)]| check_range_response(&id, 100, 200, status, headers, 0);
         let ok = h(&[("content-range", "bytes 100-199/1000"), ("etag", "\"abc\"")]);
-        assert_eq!(check(206, &ok), Ok(RangeAnswer { body_start: 100, length_known: false }));
+        assert_eq!(check(206, &ok), Ok(RangeAnswer { body_start: 100, whole: false, length_known: false }));
         let with_length = h(&[("content-range", "bytes 100-199/1000"), ("content-length", "100")]);
-        assert_eq!(check(206, &with_length), Ok(RangeAnswer { body_start: 100, length_known: true }));
+        assert_eq!(check(206, &with_length), Ok(RangeAnswer { body_start: 100, whole: false, length_known: true }));
         let too_long = h(&[("content-range", "bytes 100-199/1000"), ("content-length", "101")]);
         assert!(matches!(check(206, &too_long), Err(SourceError::BadRange(_))));
         assert!(matches!(check(412, &[]), Err(SourceError::Changed(_))));
@@ -478,7 +480,7 @@ mod tests {
         assert!(matches!(check(206, &gzip), Err(SourceError::Encoded(_))));
         assert!(matches!(check(200, &[]), Err(SourceError::NoRange(_))));
         // A source without ranges is read whole when the file is small enough.
-        assert_eq!(check_range_response(&id, 100, 200, 200, &[], 1000), Ok(RangeAnswer { body_start: 0, length_known: false }));
+        assert_eq!(check_range_response(&id, 100, 200, 200, &[], 1000), Ok(RangeAnswer { body_start: 0, whole: true, length_known: false }));
         assert!(check_range_response(&id, 0, 1000, 200, &[], 0).is_ok());
     }
 }

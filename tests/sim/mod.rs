@@ -1,0 +1,5 @@
+//! The deterministic simulation's parts (see `tests/simulation.rs`).
+
+pub mod model;
+pub mod scenario;
+pub mod world;

@@ -1,0 +1,545 @@
+//! Scenarios: from a seed, a source, a service and a way of running invocations
+//! (alone or two or three at once on one upload, with kills, stalls and faults), and
+//! the checks that must hold after every step and at the end.
+
+use super::model::{sha1_hex, Quirk, SourceFile, VOD_HOST};
+use super::world::{block_on, run, Kills, Latency, Rng, SimIo, Task, World};
+use std::rc::Rc;
+use std::time::Duration;
+use vod_uploader::checkpoint::{self, Outcome, Record, Spec, State, MD5S_PER_CHUNK};
+use vod_uploader::engine::{self, Settings};
+use vod_uploader::job::Backoff;
+use vod_uploader::protocol::{Credentials, Endpoint, Signer};
+use vod_uploader::sign::Algorithm;
+use vod_uploader::source::Source;
+
+/// How an upload may end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    Done,
+    Failed(&'static str),
+    /// Done if it got there before the condition struck, else failed with this code.
+    DoneOr(&'static str),
+}
+
+/// What was generated from a seed, shown when a seed fails.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub size: usize,
+    pub part: u64,
+    pub local: bool,
+    pub twin: bool,
+    pub quirk: Quirk,
+    pub change_at: Option<Duration>,
+    pub flaky: f64,
+    pub faults: f64,
+    pub odd: f64,
+    pub refuse: bool,
+    pub preseed: Preseed,
+    pub kills: f64,
+    pub budget_ms: u64,
+    pub checkpoint_ms: u64,
+    pub concurrency: usize,
+    pub memory_threshold: u64,
+    pub first_read: u64,
+    pub latency: Latency,
+    pub expect: Expect,
+}
+
+/// What the service holds before the upload starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preseed {
+    Nothing,
+    /// The file itself (uploaded earlier under another name).
+    Held,
+    /// A session with another part size, some parts held, some of them wrong.
+    Session { data_size: u64 },
+}
+
+impl Scenario {
+    pub fn generate(rng: &mut Rng) -> Scenario {
+        // Mostly small files in small parts (fast, many parts); a few with more parts
+        // than one MD5 chunk holds, so chunk keys are written, read and released.
+        let (size, part) = if rng.chance(0.02) {
+            let part = rng.pick(&[1u64, 2, 3]);
+            (rng.range(MD5S_PER_CHUNK * part + 1, (MD5S_PER_CHUNK + 300) * part) as usize, part)
+        } else {
+            let part = rng.pick(&[1u64, 7, 64, 100, 512, 1024, 4096]);
+            (rng.range(1, (part * 40).min(64 * 1024)) as usize, part)
+        };
+        let local = rng.chance(0.15);
+        let mut quirk = Quirk::None;
+        let mut expect = Expect::Done;
+        let mut change_at = None;
+        let mut refuse = false;
+        match rng.range(0, 19) {
+            0 if !local => {
+                quirk = Quirk::IgnoresRange;
+                expect = Expect::DoneOr("source_no_range");
+            }
+            1 if !local => {
+                quirk = Quirk::Gzip;
+                expect = Expect::Failed("source_encoded");
+            }
+            2 if !local => {
+                quirk = Quirk::ShiftedRange;
+                expect = Expect::DoneOr("source_bad_range");
+            }
+            3 if !local => {
+                // Refused when a read gets to its end; one cut short by the time never
+                // sees the extra bytes (and used only the bytes asked for).
+                quirk = Quirk::LongBody;
+                expect = Expect::DoneOr("source_bad_range");
+            }
+            4 if !local => {
+                let (status, code) = rng.pick(&[(403u16, "source_denied"), (404, "source_not_found"), (410, "source_not_found")]);
+                quirk = Quirk::StatusFrom(status, rng.range(1, 6));
+                expect = Expect::DoneOr(code);
+            }
+            5 => {
+                change_at = Some(Duration::from_millis(rng.range(1, 3000)));
+                expect = Expect::DoneOr("source_changed");
+            }
+            6 => {
+                refuse = true;
+                expect = Expect::Failed("vod_rejected");
+            }
+            _ => {}
+        }
+        let preseed = match rng.range(0, 9) {
+            0 if !refuse => Preseed::Held,
+            // Another part size than ours; not so small that the parts number thousands.
+            1 => Preseed::Session { data_size: rng.pick(&[1u64, 5, 100, 2048]).max(size as u64 / 1500 + 1) },
+            _ => Preseed::Nothing,
+        };
+        if preseed == Preseed::Held && expect != Expect::Failed("source_encoded") {
+            // InitUpload answers code 2 before anything can go wrong with the parts,
+            // but the hashing pass still reads the source.
+            expect = match expect {
+                Expect::Failed(c) | Expect::DoneOr(c) => Expect::DoneOr(c),
+                Expect::Done => Expect::Done,
+            };
+        }
+        // Thousands of parts want invocations that get something done.
+        let budget_ms = if size as u64 / part > 2000 { rng.pick(&[100u64, 400]) } else { rng.pick(&[0u64, 5, 30, 100, 400]) };
+        Scenario {
+            size,
+            part,
+            local,
+            twin: rng.chance(0.1),
+            quirk,
+            change_at,
+            flaky: rng.pick(&[0.0, 0.0, 0.05, 0.15]),
+            faults: rng.pick(&[0.0, 0.05, 0.1, 0.2]),
+            odd: rng.pick(&[0.0, 0.0, 0.03]),
+            refuse,
+            preseed,
+            kills: rng.pick(&[0.0, 0.1, 0.3, 0.5]),
+            budget_ms,
+            checkpoint_ms: rng.pick(&[0u64, 1, 10, 40]),
+            concurrency: rng.range(if size as u64 / part > 2000 { 2 } else { 1 }, 4) as usize,
+            memory_threshold: rng.pick(&[0u64, 0, 4096, 1 << 20]),
+            // A zero budget reads once per invocation: small reads would take thousands.
+            first_read: if budget_ms == 0 { u64::MAX } else { rng.pick(&[u64::MAX, 64, 1000, 16384]) },
+            latency: Latency { kv_ms: rng.pick(&[1u64, 3]), net_ms: rng.pick(&[1u64, 3, 10]) },
+            expect,
+        }
+    }
+
+    fn settings(&self) -> Settings {
+        let mut s = Settings::new(Signer {
+            endpoint: Endpoint::parse(&format!("http://{VOD_HOST}/v2/index.php")).expect("endpoint"),
+            credentials: Credentials::new("AKIDsim", "sim-secret"),
+            region: "gz".into(),
+            algorithm: Algorithm::HmacSha1,
+        });
+        s.budget = Duration::from_millis(self.budget_ms);
+        s.min_budget = Duration::from_millis(60);
+        s.stall_timeout = Duration::from_millis(150);
+        s.concurrency = self.concurrency;
+        s.checkpoint_every = Duration::from_millis(self.checkpoint_ms);
+        s.memory_threshold = self.memory_threshold;
+        s.first_read = self.first_read;
+        s.attempts = 3;
+        s.backoff = Backoff { base_secs: 1, cap_secs: 30, give_up_secs: 24 * 3600 };
+        s.retention_secs = 3600;
+        s
+    }
+}
+
+/// What a finished run measured.
+#[derive(Debug, Default, Clone)]
+pub struct Report {
+    pub invocations: u64,
+    pub kills: u64,
+    pub io_calls: u64,
+    pub duplicate_parts: u64,
+    pub outcome: String,
+}
+
+/// The source as the upload names it.
+fn source_name(local: bool, n: usize) -> String {
+    if local {
+        format!("/data/clip{n}.mp4")
+    } else {
+        format!("http://src.sim/clip{n}.mp4?X-Amz-Signature=secret")
+    }
+}
+
+fn spec(sc: &Scenario, name: &str, n: usize) -> Spec {
+    let source = if sc.local { Source::Path(name.to_owned()) } else { Source::Url(name.to_owned()) };
+    Spec {
+        source,
+        file_name: format!("clip{n}"),
+        file_type: "mp4".into(),
+        tags: vec![],
+        class_id: None,
+        is_transcode: false,
+        is_screenshot: false,
+        is_watermark: false,
+        data_size: sc.part,
+    }
+}
+
+/// Checks after a step: keys within bounds, and what was done stays done.
+struct Invariants {
+    ids: Vec<String>,
+    /// The fileId each upload was first seen done with.
+    done: Vec<Option<String>>,
+    key_bound: usize,
+}
+
+impl Invariants {
+    fn check(&mut self, world: &Rc<World>, step: &str) {
+        let kv = world.kv.borrow();
+        for (i, id) in self.ids.iter().enumerate() {
+            let prefix = checkpoint::record_key(id);
+            let keys = kv.range(prefix.clone()..).take_while(|(k, _)| k.starts_with(&prefix)).count();
+            if keys > self.key_bound {
+                world.violation(format!("{step}: upload {id} holds {keys} keys, over the bound {}", self.key_bound));
+            }
+            // The upload as any load sees it: the outcome over the record.
+            let record = kv.get(&prefix).and_then(|v| Record::decode(v).ok());
+            let end = kv.get(&checkpoint::end_key(id)).and_then(|v| Outcome::decode(v).ok());
+            let seen_done = match (&end, &record) {
+                (Some(Outcome::Done { file_id, .. }), _) => Some(file_id.clone()),
+                (_, Some(r)) if r.state == State::Done => r.file_id.clone(),
+                _ => None,
+            };
+            match (&self.done[i], seen_done) {
+                (Some(before), Some(now)) if *before != now => {
+                    world.violation(format!("{step}: upload {id} done as {before}, now done as {now}"))
+                }
+                (Some(before), None) => world.violation(format!(
+                    "{step}: upload {id} was done as {before} and is now {:?}",
+                    record.map(|r| r.state)
+                )),
+                (None, Some(now)) => self.done[i] = Some(now),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Runs the scenario of `seed`; `kills` overrides its kill plan (the exhaustive sweep).
+/// `Err` lists what went wrong, with the scenario.
+pub fn run_seed(seed: u64, kills: Option<Kills>) -> Result<Report, String> {
+    let mut gen = Rng::new(seed.wrapping_mul(31).wrapping_add(7));
+    let sc = Scenario::generate(&mut gen);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drive(seed, &sc, kills)));
+    match result {
+        Ok(Ok(report)) => Ok(report),
+        Ok(Err(problems)) => Err(format!("{problems}\nscenario: {sc:#?}")),
+        Err(panic) => {
+            let what = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
+            Err(format!("panic: {}\nscenario: {sc:#?}", what.unwrap_or_default()))
+        }
+    }
+}
+
+fn drive(seed: u64, sc: &Scenario, kills: Option<Kills>) -> Result<Report, String> {
+    let world = World::new(seed, sc.latency);
+    let mut rng = Rng::new(seed ^ 0xd1ce);
+    let settings = Rc::new(sc.settings());
+    world.checkpoint_every.set(settings.checkpoint_every);
+    let original = rng.bytes(sc.size);
+    let name = source_name(sc.local, 0);
+    {
+        let mut file = SourceFile::new(original.clone());
+        file.quirk = sc.quirk;
+        file.flaky = sc.flaky;
+        // Chunks as fine as one byte, but the whole file readable within a few
+        // invocations' time (a zero budget hashes one chunk per invocation).
+        file.chunk = match (sc.budget_ms, sc.size) {
+            (0..=99, _) => rng.pick(&[4096usize, 65536]),
+            (_, 0..=2048) => rng.pick(&[1usize, 100, 4096]),
+            _ => rng.pick(&[100usize, 4096, 65536]),
+        };
+        file.gap = Duration::from_millis(if file.chunk >= 4096 { rng.pick(&[0u64, 0, 1]) } else { 0 });
+        file.states_length = rng.chance(0.7);
+        if let Some(at) = sc.change_at {
+            let mut changed = original.clone();
+            if changed.is_empty() || rng.chance(0.3) {
+                changed.push(1);
+            } else {
+                let i = rng.range(0, changed.len() as u64 - 1) as usize;
+                changed[i] ^= 0xff;
+            }
+            file.change = Some((at, changed));
+        }
+        world.sources.borrow_mut().insert(name.clone(), file);
+    }
+    {
+        let mut service = world.service.borrow_mut();
+        service.faults = sc.faults;
+        service.odd = sc.odd;
+        service.refuse = sc.refuse;
+        match sc.preseed {
+            Preseed::Nothing => {}
+            Preseed::Held => {
+                service.hold(&original);
+            }
+            Preseed::Session { data_size } => {
+                let mut parts = std::collections::BTreeMap::new();
+                for (i, chunk) in original.chunks(data_size as usize).enumerate() {
+                    match rng.range(0, 2) {
+                        0 => {}
+                        1 => {
+                            parts.insert(i as u64 * data_size, chunk.to_vec());
+                        }
+                        _ => {
+                            parts.insert(i as u64 * data_size, chunk.iter().map(|b| b ^ 1).collect());
+                        }
+                    }
+                }
+                service.sessions.insert(
+                    sha1_hex(&original),
+                    super::model::Session { file_size: original.len() as u64, data_size, parts },
+                );
+            }
+        }
+    }
+    let observer = SimIo { world: world.clone(), inv: None };
+
+    // Create the upload(s) as a user would: again after a transient failure.
+    let uploads = if sc.twin { 2 } else { 1 };
+    let mut ids = Vec::new();
+    let mut expected: Vec<Vec<u8>> = Vec::new();
+    for n in 0..uploads {
+        let spec = spec(sc, &name, n);
+        let mut created = None;
+        for _ in 0..50 {
+            let (io, s, spec) = (observer.clone(), settings.clone(), spec.clone());
+            match block_on(&world, async move { engine::create(&io, &s, spec).await }) {
+                Ok((rec, _)) => {
+                    created = Some(rec);
+                    break;
+                }
+                Err(e) if e.retryable() => world.advance_clock(Duration::from_secs(1)),
+                Err(e) => return check_refused(sc, e.code()),
+            }
+        }
+        let rec = created.ok_or_else(|| "the upload could not be created in 50 attempts".to_string())?;
+        ids.push(rec.id);
+        // The bytes the upload is of: the source as its probe saw it.
+        let now = world.now();
+        expected.push(world.sources.borrow()[&name].read(now, 0, usize::MAX));
+        world.truth.borrow_mut().insert(ids[n].clone(), expected[n].clone());
+    }
+    let parts_most = (sc.size as u64).div_ceil(sc.part.min(match sc.preseed {
+        Preseed::Session { data_size } => data_size,
+        _ => sc.part,
+    }));
+    let mut inv = Invariants { ids: ids.clone(), done: vec![None; ids.len()], key_bound: 2 + parts_most.div_ceil(MD5S_PER_CHUNK) as usize };
+    world.kills.set(kills.unwrap_or(if sc.kills > 0.0 { Kills::Random(sc.kills) } else { Kills::None }));
+    let slack = Duration::from_millis(sc.latency.kv_ms * (12 + 2 * (parts_most / MD5S_PER_CHUNK + 1)));
+    let hard = settings.budget.max(settings.min_budget);
+    let mut report = Report::default();
+
+    // Liveness: the uploads must keep moving (their records change: a repair may send
+    // one back from finishing to uploading), and end within a bound.
+    let mut furthest = Vec::new();
+    let mut still = 0;
+    for round in 0.. {
+        let states: Vec<Option<Record>> = ids.iter().map(|id| load(&world, &observer, id)).collect();
+        if states.iter().all(|r| r.as_ref().is_none_or(|r| r.state.is_final())) {
+            break;
+        }
+        let reached: Vec<_> = states.iter().map(|r| r.as_ref().map(progress_of)).collect();
+        if reached != furthest {
+            furthest = reached;
+            still = 0;
+        } else {
+            still += 1;
+        }
+        if still == 300 || round == 20_000 {
+            let shown: Vec<_> = states
+                .iter()
+                .flatten()
+                .map(|r| format!("{:?} session {} part size {} parts done {} (below {}) md5s {} repairs {} error {:?}", r.state, r.session, r.part_size, r.parts_done(), r.done_below, r.md5_count(), r.repairs, r.error))
+                .collect();
+            return Err(failure(&world, format!("no progress in {still} rounds (round {round}): {shown:?}")));
+        }
+        // A scheduler honours retryAfter: wait it out.
+        let wait = states.iter().flatten().filter(|r| !r.state.is_final()).filter_map(|r| r.retry_after).min();
+        if let Some(at) = wait {
+            let unix = world.unix();
+            if at > unix {
+                world.advance_clock(Duration::from_secs(at - unix));
+            }
+        }
+        // One, two or three invocations at once, on the same upload or on the twins,
+        // each an advance or a tick, starting a little apart.
+        let n = rng.pick(&[1usize, 1, 1, 2, 2, 3]);
+        let mut tasks = Vec::new();
+        let mut watched = Vec::new();
+        for _ in 0..n {
+            let id = ids[rng.range(0, ids.len() as u64 - 1) as usize].clone();
+            let tick = rng.chance(0.15);
+            let delay = Duration::from_millis(rng.range(0, 20));
+            let w = world.watch();
+            watched.push(w);
+            let (world2, s) = (world.clone(), settings.clone());
+            tasks.push(Task::new(Some(w), async move {
+                world2.after(delay).await;
+                let started = world2.now();
+                world2.start(w, hard);
+                let io = SimIo { world: world2.clone(), inv: Some(w) };
+                let result = if tick {
+                    engine::tick(&io, &s, started).await.map(|_| ())
+                } else {
+                    engine::advance(&io, &s, &id, started).await.map(|_| ())
+                };
+                if let Err(e) = result {
+                    // Only the store can fail an invocation here, and the store does not.
+                    world2.violation(format!("invocation {w}: {e}"));
+                }
+            }));
+        }
+        let calls_before = world.calls.get();
+        run(&world, tasks, Duration::from_secs(600));
+        report.io_calls += world.calls.get() - calls_before;
+        report.invocations += n as u64;
+        for w in watched {
+            let watch = world.watches.borrow()[w].clone();
+            if watch.killed {
+                report.kills += 1;
+                continue;
+            }
+            if let Some(ended) = watch.ended {
+                if ended.saturating_sub(watch.started) > hard + slack {
+                    world.violation(format!(
+                        "invocation {w} ran {:?}, over its time {hard:?} (+{slack:?} to checkpoint)",
+                        ended - watch.started
+                    ));
+                }
+            }
+        }
+        inv.check(&world, &format!("round {round}"));
+        if !world.violations.borrow().is_empty() {
+            return Err(failure(&world, format!("after round {round}")));
+        }
+        world.advance_clock(Duration::from_millis(rng.range(0, 50)));
+    }
+
+    // The end: every upload settles (one more invocation after the last, which must
+    // change nothing but a leftover), then is checked against the source and service.
+    world.kills.set(Kills::None);
+    let mut outcomes = Vec::new();
+    for (id, expected) in ids.iter().zip(&expected) {
+        let original_sha = sha1_hex(expected);
+        let (io, s, id2) = (observer.clone(), settings.clone(), id.clone());
+        let started = world.now();
+        let rec = block_on(&world, async move { engine::advance(&io, &s, &id2, started).await })
+            .map_err(|e| failure(&world, format!("settling {id}: {e}")))?
+            .ok_or_else(|| failure(&world, format!("upload {id} vanished")))?;
+        match rec.state {
+            State::Done => {
+                if sc.expect == Expect::Done || matches!(sc.expect, Expect::DoneOr(_)) {
+                } else {
+                    return Err(failure(&world, format!("upload {id} is done, expected {:?}", sc.expect)));
+                }
+                let held = world.service.borrow().files.get(&original_sha).map(|f| (f.file_id.clone(), f.bytes == *expected));
+                match held {
+                    Some((file_id, true)) if rec.file_id.as_deref() == Some(file_id.as_str()) => {}
+                    other => {
+                        return Err(failure(&world, format!("upload {id} done as {:?}, the service holds {other:?} for the source's SHA-1", rec.file_id)))
+                    }
+                }
+                if rec.file_sha.as_deref().is_some_and(|s| s != original_sha) {
+                    return Err(failure(&world, format!("upload {id} hashed {:?}, the source is {original_sha}", rec.file_sha)));
+                }
+            }
+            State::Failed => {
+                let code = rec.error.as_ref().map(|e| e.code.as_str()).unwrap_or("");
+                match sc.expect {
+                    Expect::Failed(want) | Expect::DoneOr(want) if want == code => {}
+                    _ => return Err(failure(&world, format!("upload {id} failed with {:?}, expected {:?}", rec.error, sc.expect))),
+                }
+            }
+            other => return Err(failure(&world, format!("upload {id} ended {other:?}"))),
+        }
+        outcomes.push(format!("{:?}", rec.state));
+    }
+    inv.check(&world, "settled");
+    // A tick's housekeeping removes what racing invocations left after the end.
+    let (io, s) = (observer.clone(), settings.clone());
+    let started = world.now();
+    block_on(&world, async move { engine::tick(&io, &s, started).await }).map_err(|e| failure(&world, format!("tick: {e}")))?;
+    for (id, outcome) in ids.iter().zip(&outcomes) {
+        let keys: Vec<String> = world.kv.borrow().keys().filter(|k| k.starts_with(&checkpoint::record_key(id))).cloned().collect();
+        if outcome == "Done" && keys != [checkpoint::record_key(id), checkpoint::end_key(id)] {
+            return Err(failure(&world, format!("done upload {id} holds {keys:?} after a tick, expected its record and outcome")));
+        }
+    }
+    // Retention: a tick past it removes every key of every final upload.
+    world.advance_clock(Duration::from_secs(settings.retention_secs + 1));
+    let (io, s) = (observer.clone(), settings.clone());
+    let started = world.now();
+    block_on(&world, async move { engine::tick(&io, &s, started).await }).map_err(|e| failure(&world, format!("retention tick: {e}")))?;
+    let left: Vec<String> = world.kv.borrow().keys().cloned().collect();
+    if !left.is_empty() {
+        return Err(failure(&world, format!("keys left after retention: {left:?}")));
+    }
+    if !world.violations.borrow().is_empty() {
+        return Err(failure(&world, "at the end".into()));
+    }
+    report.duplicate_parts = world.service.borrow().duplicate_parts;
+    report.outcome = outcomes.join(",");
+    Ok(report)
+}
+
+/// How far an upload got: its state, bytes hashed, parts uploaded.
+fn progress_of(rec: &Record) -> (u8, u64, u64) {
+    let rank = match rec.state {
+        State::Pending => 0,
+        State::Hashing => 1,
+        State::Uploading => 2,
+        State::Finishing => 3,
+        _ => 4,
+    };
+    (rank, rec.hashing.as_ref().map_or(0, |h| h.offset), rec.parts_done())
+}
+
+fn load(world: &Rc<World>, observer: &SimIo, id: &str) -> Option<Record> {
+    let (io, id) = (observer.clone(), id.to_owned());
+    block_on(world, async move { engine::load(&io, &id).await }).ok().flatten()
+}
+
+/// The create call itself was refused: right only when that refusal was expected.
+fn check_refused(sc: &Scenario, code: &str) -> Result<Report, String> {
+    match sc.expect {
+        Expect::Failed(want) | Expect::DoneOr(want) if want == code => Ok(Report { outcome: format!("refused {code}"), ..Report::default() }),
+        _ => Err(format!("creating the upload failed with {code}, expected {:?}", sc.expect)),
+    }
+}
+
+fn failure(world: &World, what: String) -> String {
+    let violations = world.violations.borrow();
+    let mut out = what;
+    for v in violations.iter().take(10) {
+        out.push_str("\n  - ");
+        out.push_str(v);
+    }
+    out
+}
