@@ -9,7 +9,8 @@
 
 mod sim;
 
-use sim::scenario::run_seed;
+use sim::scenario::{run_scenario, run_seed, stalled_next_to_healthy, Preseed, Scenario};
+use sim::world::{KillWhen, Kills};
 
 
 /// Seeded scenarios per test below; the harness runs the tests in parallel.
@@ -69,5 +70,51 @@ fn replay() {
     match run_seed(seed, None) {
         Ok(report) => println!("seed {seed}: {report:?}"),
         Err(problem) => panic!("seed {seed}: {problem}"),
+    }
+}
+
+/// Small uploads killed at each of their I/O calls in turn, before and after a write
+/// takes effect, then carried on by fresh invocations: every one must end right.
+#[test]
+fn a_kill_at_every_io_call() {
+    let mut cases = vec![Scenario::plain(1, 4, false), Scenario::plain(13, 4, false), Scenario::plain(300, 64, true)];
+    let mut twins = Scenario::plain(40, 16, false);
+    twins.twin = true;
+    cases.push(twins);
+    let mut resumed = Scenario::plain(50, 8, false);
+    resumed.preseed = Preseed::Session { data_size: 16 };
+    cases.push(resumed);
+    let mut kept = Scenario::plain(100, 32, false);
+    kept.memory_threshold = 4096;
+    kept.first_read = u64::MAX;
+    cases.push(kept);
+    let mut failures = Vec::new();
+    let mut runs = 0;
+    for (i, sc) in cases.iter().enumerate() {
+        let seed = 90_000 + i as u64;
+        let calls = run_scenario(seed, sc, Some(Kills::None)).unwrap_or_else(|e| panic!("case {i} without kills: {e}")).io_calls;
+        assert!(calls >= 10, "case {i}: only {calls} calls");
+        for k in 0..calls {
+            for when in [KillWhen::Before, KillWhen::After] {
+                runs += 1;
+                if let Err(e) = run_scenario(seed, sc, Some(Kills::At(k, when))) {
+                    failures.push(format!("case {i} ({sc:?}) killed at call {k} {when:?}: {e}"));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} of {runs} runs failed:\n{}", failures.len(), failures[..failures.len().min(3)].join("\n\n"));
+    println!("{runs} runs, each killed at one call");
+}
+
+/// Ticks alone, a stalled source next to a healthy one: the healthy upload finishes.
+#[test]
+fn a_stalled_upload_does_not_starve_a_healthy_one() {
+    for seed in 0..20 {
+        match stalled_next_to_healthy(seed) {
+            Ok(report) if seed == 0 => println!("{report}"),
+            Ok(_) => {}
+            Err(e) => panic!("seed {seed}: {e}"),
+        }
     }
 }

@@ -37,6 +37,8 @@ pub enum Quirk {
     LongBody,
     /// From its n-th request on, answers this status (an expired presigned URL: 403).
     StatusFrom(u16, u64),
+    /// From its n-th request on, never answers.
+    SilentFrom(u64),
 }
 
 /// A source file: an object behind a URL, or a local file.
@@ -100,10 +102,10 @@ impl SourceFile {
                 _ => stall_mid_body = true,
             }
         }
-        if let Quirk::StatusFrom(status, from) = quirk {
-            if requests >= from {
-                return Self::status(status);
-            }
+        match quirk {
+            Quirk::StatusFrom(status, from) if requests >= from => return Self::status(status),
+            Quirk::SilentFrom(from) if requests >= from => return Delivery::Silence,
+            _ => {}
         }
         if let Some(want) = header(&request.headers, "if-match") {
             if want != etag {

@@ -146,6 +146,31 @@ impl Scenario {
         }
     }
 
+    /// A plain scenario: no faults, no quirks, one invocation's worth of settings.
+    pub fn plain(size: usize, part: u64, local: bool) -> Scenario {
+        Scenario {
+            size,
+            part,
+            local,
+            twin: false,
+            quirk: Quirk::None,
+            change_at: None,
+            flaky: 0.0,
+            faults: 0.0,
+            odd: 0.0,
+            refuse: false,
+            preseed: Preseed::Nothing,
+            kills: 0.0,
+            budget_ms: 30,
+            checkpoint_ms: 1,
+            concurrency: 2,
+            memory_threshold: 0,
+            first_read: 64,
+            latency: Latency { kv_ms: 1, net_ms: 1 },
+            expect: Expect::Done,
+        }
+    }
+
     fn settings(&self) -> Settings {
         let mut s = Settings::new(Signer {
             endpoint: Endpoint::parse(&format!("http://{VOD_HOST}/v2/index.php")).expect("endpoint"),
@@ -245,8 +270,12 @@ impl Invariants {
 /// `Err` lists what went wrong, with the scenario.
 pub fn run_seed(seed: u64, kills: Option<Kills>) -> Result<Report, String> {
     let mut gen = Rng::new(seed.wrapping_mul(31).wrapping_add(7));
-    let sc = Scenario::generate(&mut gen);
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drive(seed, &sc, kills)));
+    run_scenario(seed, &Scenario::generate(&mut gen), kills)
+}
+
+/// Runs a given scenario (the world's randomness still from `seed`).
+pub fn run_scenario(seed: u64, sc: &Scenario, kills: Option<Kills>) -> Result<Report, String> {
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drive(seed, sc, kills)));
     match result {
         Ok(Ok(report)) => Ok(report),
         Ok(Err(problems)) => Err(format!("{problems}\nscenario: {sc:#?}")),
@@ -542,4 +571,66 @@ fn failure(world: &World, what: String) -> String {
         out.push_str(v);
     }
     out
+}
+
+/// Two uploads driven by ticks alone, one from a source that stops answering after its
+/// probe: the healthy one must finish, the stalled one wait out growing `retryAfter`s
+/// as retryable, and no tick overrun its time.
+pub fn stalled_next_to_healthy(seed: u64) -> Result<String, String> {
+    let world = World::new(seed, Latency { kv_ms: 1, net_ms: 2 });
+    let mut sc = Scenario::plain(20_000, 1000, false);
+    sc.budget_ms = 300;
+    let settings = Rc::new(sc.settings());
+    world.checkpoint_every.set(settings.checkpoint_every);
+    let mut rng = Rng::new(seed);
+    let names = [source_name(false, 0), source_name(false, 1)];
+    let mut stalled = SourceFile::new(rng.bytes(30_000));
+    stalled.quirk = Quirk::SilentFrom(2);
+    world.sources.borrow_mut().insert(names[0].clone(), stalled);
+    world.sources.borrow_mut().insert(names[1].clone(), SourceFile::new(rng.bytes(sc.size)));
+    let observer = SimIo { world: world.clone(), inv: None };
+    let mut ids = Vec::new();
+    for (n, name) in names.iter().enumerate() {
+        let (io, s, spec) = (observer.clone(), settings.clone(), spec(&sc, name, n));
+        let (rec, _) = block_on(&world, async move { engine::create(&io, &s, spec).await }).map_err(|e| format!("create: {e}"))?;
+        ids.push(rec.id);
+    }
+    let hard = settings.budget.max(settings.min_budget);
+    let slack = Duration::from_millis(20);
+    for tick in 0..200 {
+        let w = world.watch();
+        let (world2, s) = (world.clone(), settings.clone());
+        run(
+            &world,
+            vec![Task::new(Some(w), async move {
+                let started = world2.now();
+                world2.start(w, hard);
+                let io = SimIo { world: world2.clone(), inv: Some(w) };
+                if let Err(e) = engine::tick(&io, &s, started).await {
+                    world2.violation(format!("tick {w}: {e}"));
+                }
+            })],
+            Duration::from_secs(60),
+        );
+        let watch = world.watches.borrow()[w].clone();
+        let took = watch.ended.unwrap_or_default().saturating_sub(watch.started);
+        if took > hard + slack {
+            return Err(format!("tick {tick} ran {took:?}, over its time {hard:?}"));
+        }
+        if !world.violations.borrow().is_empty() {
+            return Err(failure(&world, format!("tick {tick}")));
+        }
+        let healthy = load(&world, &observer, &ids[1]).ok_or("the healthy upload vanished")?;
+        if healthy.state == State::Done {
+            let stuck = load(&world, &observer, &ids[0]).ok_or("the stalled upload vanished")?;
+            let error = stuck.error.clone().ok_or("the stalled upload shows no error")?;
+            let waits = stuck.retry_after.map(|t| t.saturating_sub(world.unix()));
+            if stuck.state.is_final() || error.code != "source_stalled" || !error.retryable || waits.is_none() {
+                return Err(format!("the stalled upload: {:?} {error:?} retryAfter {waits:?}", stuck.state));
+            }
+            return Ok(format!("healthy done after {} ticks; stalled waits {waits:?} s more, {} retries", tick + 1, stuck.retries));
+        }
+        world.advance_clock(Duration::from_secs(1));
+    }
+    Err("the healthy upload did not finish in 200 ticks".into())
 }
