@@ -357,7 +357,8 @@ impl Record {
         if self.done_below > parts || self.done_above.iter().any(|&i| i >= parts) {
             return Err("done parts past the last part".into());
         }
-        if self.md5_count() > self.identity.size.div_ceil(self.md5_part_size) {
+        let md5_parts = self.identity.size.div_ceil(self.md5_part_size);
+        if self.md5_chunks > md5_parts / MD5S_PER_CHUNK || self.md5_count() > md5_parts {
             return Err("more MD5s than parts".into());
         }
         if self.hashing.as_ref().is_some_and(|h| h.offset > self.identity.size) {
@@ -368,7 +369,7 @@ impl Record {
 
     /// How many part MD5s are stored.
     pub fn md5_count(&self) -> u64 {
-        self.md5_chunks * MD5S_PER_CHUNK + self.md5_tail.len() as u64 / 16
+        self.md5_chunks.saturating_mul(MD5S_PER_CHUNK).saturating_add(self.md5_tail.len() as u64 / 16)
     }
 
     /// Appends MD5s; returns the chunk writes (key, value) that must be stored
@@ -522,6 +523,32 @@ pub(crate) mod tests {
     }
 
     proptest! {
+        /// A stored record is input like any other: with any numbers in it, it is either
+        /// refused when read or safe to use (nothing downstream panics).
+        #[test]
+        fn any_stored_numbers_are_refused_or_safe(
+            fields in prop::collection::vec((prop::sample::select(vec![
+                "/identity/size", "/partSize", "/md5PartSize", "/doneBelow", "/md5Chunks", "/hashing/offset", "/spec/dataSize", "/doneAbove/0", "/retryAfter", "/createdAt",
+            ]), prop_oneof![any::<u64>(), 0u64..4, Just(u64::MAX)]), 1..5),
+        ) {
+            let mut r = record(1 << 20, 4096);
+            r.done_above = vec![7];
+            let mut value = serde_json::to_value(&r).unwrap();
+            for (path, n) in fields {
+                if let Some(slot) = value.pointer_mut(path) {
+                    *slot = serde_json::json!(n);
+                }
+            }
+            if let Ok(r) = Record::decode(&serde_json::to_vec(&value).unwrap()) {
+                let _ = crate::job::status(&r);
+                let _ = crate::job::next_part(&r);
+                let _ = crate::job::md5_layout(&r).count();
+                let _ = r.md5_in_tail(r.md5_count());
+                let mut r = r;
+                crate::job::retry(&mut r);
+            }
+        }
+
         /// MD5s pushed in any batches land in chunks and tail so that every index reads
         /// back the MD5 pushed for it, and the record survives the store round-trip.
         #[test]

@@ -792,17 +792,26 @@ impl<'a, I: Io> Run<'a, I> {
     }
 
     /// Stores the hasher's progress: new MD5 chunks first, then the record. The record
-    /// is changed only once the chunks it will count are stored.
+    /// is changed only once the chunks it will count are stored, and the hasher forgets
+    /// its MD5s only then: a write that fails leaves both able to checkpoint again.
     async fn save_hashing(&mut self, rec: &mut Record, hasher: &mut Hasher) -> Result<(), Error> {
-        let (md5s, saved) = hasher.checkpoint();
-        let (writes, appended) = rec.md5s_appended(&md5s);
+        let saved = hasher.state();
+        self.store_md5s(rec, hasher).await?;
+        rec.hashing = Some(HashState::from(saved));
+        self.save(rec).await
+    }
+
+    /// Stores the hasher's completed MD5s: full chunks under their keys, the rest in the
+    /// record (in memory, written by the next save).
+    async fn store_md5s(&mut self, rec: &mut Record, hasher: &mut Hasher) -> Result<(), Error> {
+        let (writes, appended) = rec.md5s_appended(hasher.completed());
         for (key, value) in writes {
             self.io.kv_set(&key, &value).await.map_err(storage)?;
             rec.stats.kv_writes += 1;
         }
         rec.set_md5s(appended);
-        rec.hashing = Some(HashState::from(saved));
-        self.save(rec).await
+        hasher.forget_completed();
+        Ok(())
     }
 
     async fn hash(&mut self, rec: &mut Record) -> Result<(), Error> {
@@ -829,12 +838,7 @@ impl<'a, I: Io> Run<'a, I> {
             if keep {
                 self.memory = Some(Rc::new(kept));
             }
-            let (writes, appended) = rec.md5s_appended(&hasher.take_completed());
-            for (key, value) in writes {
-                self.io.kv_set(&key, &value).await.map_err(storage)?;
-                rec.stats.kv_writes += 1;
-            }
-            rec.set_md5s(appended);
+            self.store_md5s(rec, &mut hasher).await?;
             job::hashed(rec, sha);
             self.save(rec).await
         } else if rec.hashing.as_ref().is_some_and(|h| h.offset == hasher.offset()) {

@@ -141,15 +141,31 @@ impl Hasher {
         self.is_complete().then(|| crate::hex::encode(&self.sha1.clone().finalize()))
     }
 
-    /// Saves the state for a checkpoint: the MD5s completed since they were last taken
-    /// (store them before the state), and the state itself. Parts gathered for the
-    /// lanes are hashed one by one first, so the state stays two digest states.
-    pub fn checkpoint(&mut self) -> (Vec<PartMd5>, SavedHasher) {
+    /// The MD5s of the parts completed since they were last taken or forgotten.
+    pub fn completed(&self) -> &[PartMd5] {
+        &self.completed
+    }
+
+    /// Forgets the completed MD5s, once they are stored.
+    pub fn forget_completed(&mut self) {
+        self.completed.clear();
+    }
+
+    /// The state to save, the completed MD5s kept until they are forgotten (a checkpoint
+    /// whose writes fail loses none). Parts gathered for the lanes are hashed one by one
+    /// first, so the state stays two digest states.
+    pub fn state(&mut self) -> SavedHasher {
         if !self.batch.is_empty() {
             self.hash_batch();
         }
         let part_md5 = self.single.as_ref().map_or_else(|| Md5::new().serialize(), |m| m.serialize());
-        let saved = SavedHasher { offset: self.offset, sha1: self.sha1.serialize().to_vec(), part_md5: part_md5.to_vec() };
+        SavedHasher { offset: self.offset, sha1: self.sha1.serialize().to_vec(), part_md5: part_md5.to_vec() }
+    }
+
+    /// Saves the state for a checkpoint: the MD5s completed since they were last taken
+    /// (store them before the state), and the state itself.
+    pub fn checkpoint(&mut self) -> (Vec<PartMd5>, SavedHasher) {
+        let saved = self.state();
         (self.take_completed(), saved)
     }
 

@@ -324,6 +324,27 @@ mod tests {
         [i as u8; 16]
     }
 
+    proptest::proptest! {
+        /// Any code 1 answer (the service's part size within the protocol's bound, any
+        /// listed parts) leaves a record every later step can use.
+        #[test]
+        fn any_resume_answer_is_safe(
+            size in 1u64..100_000,
+            data_size in 1u64..=crate::protocol::MAX_PART_SIZE,
+            listed in proptest::collection::vec((proptest::prelude::any::<u64>(), proptest::prelude::any::<u64>(), proptest::option::of("[0-9a-f]{32}")), 0..20),
+        ) {
+            let mut r = rec(size);
+            r.push_md5s(&vec![md5(1); (size.div_ceil(4)) as usize]);
+            // Offsets mostly inside the file, some anywhere.
+            let parts = listed.into_iter().map(|(offset, len, md5)| ListedPart { offset: if offset % 4 == 0 { offset } else { offset % (2 * size) }, size: len % (2 * data_size), md5 }).collect();
+            let done = apply_init(&mut r, InitAnswer::Resume { data_size, parts }, |i| Some(md5(i)));
+            proptest::prop_assert!(done.is_none());
+            proptest::prop_assert!(r.parts_done() <= layout(&r).count());
+            let _ = (next_part(&r), uploaded_bytes(&r), status(&r));
+            proptest::prop_assert!(Record::decode(&r.encode()).is_ok());
+        }
+    }
+
     #[test]
     fn same_spec_same_source_same_id() {
         let (a, b) = (rec(10), rec(10));

@@ -518,6 +518,52 @@ pub fn parse_finish(body: &[u8]) -> Result<Finished, AnswerError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// JSON values built from the answer's own vocabulary, nested, with odd types.
+    fn answer_json() -> impl Strategy<Value = Value> {
+        let key = prop::sample::select(vec![
+            "code", "message", "codeDesc", "canRetry", "dataSize", "dataLen", "listParts", "offset", "dataMd5", "dataSha",
+            "fileId", "url", "sessionInfo", "x",
+        ]);
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            (-3i64..4).prop_map(Value::from),
+            any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null)),
+            ".{0,40}".prop_map(Value::from),
+            "[0-9a-fA-F]{32}".prop_map(Value::from),
+            "-?[0-9]{1,25}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 64, 8, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::vec((key.clone(), inner), 0..8)
+                    .prop_map(|kv| Value::Object(kv.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// No answer, however odd, makes a parser panic; what they accept is usable.
+        #[test]
+        fn answers_never_panic_the_parsers(value in answer_json(), bytes in prop::collection::vec(any::<u8>(), 0..200)) {
+            let text = value.to_string();
+            for body in [text.as_bytes(), &bytes[..]] {
+                match parse_init(body) {
+                    Ok(InitAnswer::Resume { data_size, .. }) => prop_assert!((1..=MAX_PART_SIZE).contains(&data_size)),
+                    Ok(InitAnswer::Exists(f)) => prop_assert!(!f.file_id.trim().is_empty()),
+                    _ => {}
+                }
+                let _ = parse_part(body);
+                if let Ok(f) = parse_finish(body) {
+                    prop_assert!(!f.file_id.trim().is_empty() && f.file_id.len() <= MAX_ANSWER_TEXT);
+                }
+            }
+        }
+    }
 
     fn signer(algorithm: Algorithm) -> Signer {
         Signer {
@@ -607,5 +653,12 @@ mod tests {
         assert!(matches!(parse_finish(br#"{"code":0}"#), Err(AnswerError::Malformed(_))));
         assert!(matches!(parse_part(b"<html>502</html>"), Err(AnswerError::Malformed(_))));
         assert!(matches!(parse_init(br#"{"code":7}"#), Err(AnswerError::Malformed(_))));
+        // Code 1 with a part size of 0 (it used to panic in the part layout) or over the bound.
+        assert!(matches!(parse_init(br#"{"code":1,"dataSize":0}"#), Err(AnswerError::Malformed(_))));
+        assert!(matches!(parse_init(br#"{"code":1,"dataSize":8388608}"#), Err(AnswerError::Malformed(_))));
+        // Unreadable listed parts are left out, not trusted and not fatal.
+        let InitAnswer::Resume { parts, .. } = parse_init(br#"{"code":1,"dataSize":4,"listParts":[{"offset":"x"},{"offset":4,"dataSize":4,"dataMd5":"nothex"}]}"#).unwrap() else { panic!() };
+        assert_eq!(parts, vec![ListedPart { offset: 4, size: 4, md5: None }]);
+        assert!(matches!(parse_finish(br#"{"code":0,"fileId":" "}"#), Err(AnswerError::Malformed(_))));
     }
 }

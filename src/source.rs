@@ -402,6 +402,43 @@ pub fn check_range_response(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn any_headers() -> impl Strategy<Value = Vec<(String, String)>> {
+        let name = prop::sample::select(vec!["content-range", "Content-Length", "etag", "content-encoding", "last-modified", "x"]);
+        let value = prop_oneof![
+            ".{0,30}",
+            "bytes [0-9]{1,21}-[0-9]{1,21}/([0-9]{1,21}|\\*)",
+            "[0-9]{1,21}",
+            Just("gzip".to_owned()),
+            Just("identity".to_owned()),
+        ];
+        prop::collection::vec((name.prop_map(str::to_owned), value), 0..6)
+    }
+
+    proptest! {
+        /// No status and headers make the checks panic, and an accepted ranged answer is
+        /// one whose body can be used for the range asked for.
+        #[test]
+        fn odd_answers_never_panic_the_source_checks(
+            status in prop_oneof![any::<u16>(), Just(200u16), Just(206u16), Just(412u16), Just(416u16)],
+            headers in any_headers(),
+            size in 1u64..=u64::MAX,
+            a in any::<u64>(),
+            b in any::<u64>(),
+            whole_limit in any::<u64>(),
+        ) {
+            let _ = identity_from_probe(status, &headers);
+            let identity = Identity { size, etag: Some("\"e\"".into()), last_modified: None };
+            let (start, end) = (a % size, (a % size) + 1 + b % (size - a % size));
+            let _ = range_request_headers(&identity, start, end);
+            if let Ok(answer) = check_range_response(&identity, start, end, status, &headers, whole_limit) {
+                prop_assert!(answer.body_start <= start);
+                prop_assert!(answer.whole || answer.body_start == start);
+                prop_assert!(header(&headers, "content-encoding").is_none_or(|c| c.trim().is_empty() || c.trim().eq_ignore_ascii_case("identity")));
+            }
+        }
+    }
 
     fn policy() -> SourcePolicy {
         SourcePolicy { allowed_origins: vec!["https://bucket.s3.amazonaws.com".into()], local_root: Some("/data".into()) }

@@ -118,3 +118,18 @@ fn a_stalled_upload_does_not_starve_a_healthy_one() {
         }
     }
 }
+
+/// The store refuses MD5 chunk writes now and then: no record ever counts a chunk that
+/// is not stored (the record is changed only once its chunks are), and the upload ends done.
+#[test]
+fn refused_md5_chunk_writes_leave_no_record_counting_them() {
+    for (seed, part) in [(1u64, 1u64), (2, 2), (3, 1)] {
+        let mut sc = Scenario::plain(4096 * part as usize + 700, part, false);
+        sc.budget_ms = 400;
+        sc.checkpoint_ms = 5;
+        sc.failing_writes = Some(("/md5/".into(), 3));
+        if let Err(e) = run_scenario(seed, &sc, None) {
+            panic!("seed {seed}: {e}");
+        }
+    }
+}

@@ -44,6 +44,8 @@ pub struct Scenario {
     pub first_read: u64,
     pub latency: Latency,
     pub expect: Expect,
+    /// Key-value writes of keys containing this fail, that many times.
+    pub failing_writes: Option<(String, u32)>,
 }
 
 /// What the service holds before the upload starts.
@@ -143,6 +145,7 @@ impl Scenario {
             first_read: if budget_ms == 0 { u64::MAX } else { rng.pick(&[u64::MAX, 64, 1000, 16384]) },
             latency: Latency { kv_ms: rng.pick(&[1u64, 3]), net_ms: rng.pick(&[1u64, 3, 10]) },
             expect,
+            failing_writes: None,
         }
     }
 
@@ -168,6 +171,7 @@ impl Scenario {
             first_read: 64,
             latency: Latency { kv_ms: 1, net_ms: 1 },
             expect: Expect::Done,
+            failing_writes: None,
         }
     }
 
@@ -381,6 +385,9 @@ fn drive(seed: u64, sc: &Scenario, kills: Option<Kills>) -> Result<Report, Strin
     }));
     let mut inv = Invariants { ids: ids.clone(), done: vec![None; ids.len()], key_bound: 2 + parts_most.div_ceil(MD5S_PER_CHUNK) as usize };
     world.kills.set(kills.unwrap_or(if sc.kills > 0.0 { Kills::Random(sc.kills) } else { Kills::None }));
+    if let Some((pattern, times)) = &sc.failing_writes {
+        *world.failing_writes.borrow_mut() = Some((pattern.clone(), *times));
+    }
     let slack = Duration::from_millis(sc.latency.kv_ms * (12 + 2 * (parts_most / MD5S_PER_CHUNK + 1)));
     let hard = settings.budget.max(settings.min_budget);
     let mut report = Report::default();
@@ -429,6 +436,7 @@ fn drive(seed: u64, sc: &Scenario, kills: Option<Kills>) -> Result<Report, Strin
             let w = world.watch();
             watched.push(w);
             let (world2, s) = (world.clone(), settings.clone());
+            let refusing = sc.failing_writes.is_some();
             tasks.push(Task::new(Some(w), async move {
                 world2.after(delay).await;
                 let started = world2.now();
@@ -440,8 +448,10 @@ fn drive(seed: u64, sc: &Scenario, kills: Option<Kills>) -> Result<Report, Strin
                     engine::advance(&io, &s, &id, started).await.map(|_| ())
                 };
                 if let Err(e) = result {
-                    // Only the store can fail an invocation here, and the store does not.
-                    world2.violation(format!("invocation {w}: {e}"));
+                    // Only the store can fail an invocation here, when it refuses writes.
+                    if !refusing {
+                        world2.violation(format!("invocation {w}: {e}"));
+                    }
                 }
             }));
         }

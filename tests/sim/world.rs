@@ -111,6 +111,8 @@ pub struct World {
     pub service: RefCell<Service>,
     pub latency: Latency,
     pub kills: Cell<Kills>,
+    /// Writes of keys containing this fail (the store refuses them), that many times.
+    pub failing_writes: RefCell<Option<(String, u32)>>,
     /// I/O calls of worker invocations so far.
     pub calls: Cell<u64>,
     pub watches: RefCell<Vec<Watch>>,
@@ -138,6 +140,7 @@ impl World {
             service: RefCell::new(Service::default()),
             latency,
             kills: Cell::new(Kills::None),
+            failing_writes: RefCell::new(None),
             calls: Cell::new(0),
             watches: RefCell::new(Vec::new()),
             violations: RefCell::new(Vec::new()),
@@ -663,15 +666,26 @@ impl Io for SimIo {
             ),
             Err(_) => format!("kv set {key}: {}", String::from_utf8_lossy(&value[..value.len().min(160)])),
         });
-        self.kv_call(true, |w| {
-            w.kv.borrow_mut().insert(key.to_owned(), value.to_vec());
-            if let Some(inv) = inv {
-                if checkpoint::id_of_record_key(key).is_some() {
-                    w.saw_record(inv, value, true);
+        let refused = self
+            .kv_call(true, |w| {
+                if let Some((pattern, left)) = w.failing_writes.borrow_mut().as_mut() {
+                    if *left > 0 && key.contains(pattern.as_str()) {
+                        *left -= 1;
+                        return true;
+                    }
                 }
-            }
-        })
-        .await;
+                w.kv.borrow_mut().insert(key.to_owned(), value.to_vec());
+                if let Some(inv) = inv {
+                    if checkpoint::id_of_record_key(key).is_some() {
+                        w.saw_record(inv, value, true);
+                    }
+                }
+                false
+            })
+            .await;
+        if refused {
+            return Err(format!("the store refused to write {key}"));
+        }
         Ok(())
     }
 
