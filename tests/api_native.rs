@@ -152,3 +152,83 @@ async fn every_route_but_healthz_needs_the_token() {
     let r = api::handle(&env.io, &open, req, now()).await;
     assert_eq!((r.status, r.body["error"]["code"].clone()), (503, Value::from("config_error")));
 }
+
+/// A body that would be 200 MiB, counting what is read of it.
+struct Endless {
+    read: std::rc::Rc<std::cell::Cell<usize>>,
+    left: usize,
+}
+
+impl vod_uploader::engine::Body for Endless {
+    async fn chunk(&mut self) -> Option<Result<Vec<u8>, String>> {
+        if self.left == 0 {
+            return None;
+        }
+        let n = self.left.min(1 << 20);
+        self.left -= n;
+        self.read.set(self.read.get() + n);
+        Some(Ok(vec![b' '; n]))
+    }
+}
+
+/// Finding 6 of the hardening issue: the token is checked before a byte of the body is
+/// read, and a body over the limit is refused from its Content-Length or after reading
+/// at most the limit (an unauthenticated 200 MiB POST used to be read whole).
+#[tokio::test]
+async fn the_token_is_checked_before_the_body_is_read() {
+    let env = env().await;
+    let huge = 200 << 20;
+    for (token, length, status, most) in [
+        (None, Some(huge), 401, 0),
+        (Some("wrong"), None, 401, 0),
+        (Some(TOKEN), Some(huge), 413, 0),
+        (Some(TOKEN), None, 413, api::MAX_BODY + (1 << 20)),
+    ] {
+        let read = std::rc::Rc::new(std::cell::Cell::new(0));
+        let mut headers = token.map(|t| vec![("authorization".to_owned(), format!("Bearer {t}"))]).unwrap_or_default();
+        if let Some(n) = length {
+            headers.push(("content-length".to_owned(), n.to_string()));
+        }
+        let req = ApiRequest { method: "POST".into(), path: "/uploads".into(), headers, body: Endless { read: read.clone(), left: huge } };
+        let r = api::handle(&env.io, &env.config, req, now()).await;
+        assert_eq!(r.status, status, "{token:?} {length:?}: {:?}", r.body);
+        assert!(read.get() <= most, "{token:?} {length:?}: {} bytes read", read.get());
+    }
+}
+
+/// Finding 8: the Bearer scheme in any case; a configuration problem named only to the
+/// holder of the token, and never with a value.
+#[tokio::test]
+async fn bearer_in_any_case_and_configuration_problems_named_only_to_the_token_holder() {
+    let env = env().await;
+    for scheme in ["bearer", "BEARER", "BeArEr"] {
+        let headers = vec![("Authorization".to_owned(), format!("{scheme} {TOKEN}"))];
+        let req = ApiRequest { method: "GET".into(), path: "/uploads".into(), headers, body: vec![] };
+        assert_eq!(api::handle(&env.io, &env.config, req, now()).await.status, 200, "{scheme}");
+    }
+    let problem = "the vod_endpoint variable: invalid VOD endpoint: scheme must be http or https";
+    let holder = api::config_problem(&[("authorization".into(), format!("Bearer {TOKEN}"))], Some(TOKEN), problem);
+    assert_eq!((holder.status, holder.body["error"]["message"].as_str()), (503, Some(problem)));
+    let stranger = api::config_problem(&[], Some(TOKEN), problem);
+    assert_eq!((stranger.status, stranger.body["error"]["code"].as_str()), (503, Some("config_error")));
+    assert!(!stranger.body.to_string().contains("vod_endpoint"), "{}", stranger.body);
+    // The endpoint's own error never repeats the value it was given.
+    let e = vod_uploader::protocol::Endpoint::parse("ftp://user:secret@example.com/x").unwrap_err();
+    assert!(!e.to_string().contains("secret"), "{e}");
+}
+
+/// The retry route and the tick's answer.
+#[tokio::test]
+async fn retry_and_tick_answers() {
+    let env = env().await;
+    host_sim::client::write_sample(&env.root.join("r.mp4"), 100_000, 3).unwrap();
+    let body = format!(r#"{{"source":"http://{}/r.mp4"}}"#, env.files.addr);
+    let id = env.call("POST", "/uploads", &body).await.body["id"].as_str().unwrap().to_owned();
+    let retried = env.call("POST", &format!("/uploads/{id}/retry"), "").await;
+    assert_eq!((retried.status, retried.body["state"].as_str()), (200, Some("done")), "nothing to retry on a done upload");
+    assert_eq!(env.call("POST", "/uploads/0123456789abcdef0123/retry", "").await.status, 404);
+    let tick = env.call("POST", "/tick", "").await;
+    for key in ["advanced", "errors", "removed", "waiting"] {
+        assert!(tick.body.get(key).is_some(), "{key} missing in {}", tick.body);
+    }
+}

@@ -8,7 +8,7 @@ use host_sim::vod::{self, faults::Faults, DEV_SECRET_ID, DEV_SECRET_KEY};
 use sha1::Digest as _;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use host_sim::native::monotonic_now as now;
 use vod_uploader::checkpoint::{Record, Spec, State};
 use vod_uploader::engine::{self, Settings};
@@ -397,4 +397,141 @@ async fn one_record_write_per_invocation_that_checkpoints_once() {
         assert_eq!(now.state, State::Hashing, "{:?}", now.error);
         assert_eq!(io.counters().kv_writes - before, 1, "one checkpoint, one write");
     }
+}
+
+/// Finding 1 of the hardening issue: the same bytes under another name. B opened its
+/// session, A finished the file, and B's next part is refused as "already finished":
+/// B ends done with A's fileId (it used to end failed).
+#[tokio::test]
+async fn the_same_bytes_under_another_name_end_done_not_failed() {
+    let env = quiet_env().await;
+    let (_, bytes) = env.file("a.mp4", 6 * HALF + 5, 30);
+    std::fs::write(env.root.join("b.mp4"), &bytes).unwrap();
+    let io = env.io();
+    let s = env.settings(Duration::ZERO);
+    let (a, _) = env.create(&io, spec(env.url("a.mp4"), HALF)).await.unwrap();
+    let (b, _) = env.create(&io, spec(env.url("b.mp4"), HALF)).await.unwrap();
+    // B hashes and opens its session, one small step at a time.
+    let mut steps = 0;
+    while !engine::load(&io, &b.id).await.unwrap().is_some_and(|r| r.state == State::Uploading && r.session) {
+        let r = engine::advance(&io, &s, &b.id, now()).await.unwrap().unwrap();
+        steps += 1;
+        assert!(steps < 5000, "B never opened its session: {:?} {:?}", r.state, r.error);
+    }
+    let done_a = drive(&io, &env.settings(Duration::from_secs(60)), &a.id, 3).await;
+    assert_eq!(done_a.state, State::Done, "{:?}", done_a.error);
+    let done_b = drive(&io, &s, &b.id, 50).await;
+    assert_eq!((done_b.state, &done_b.file_id), (State::Done, &done_a.file_id), "{:?}", done_b.error);
+    assert!(env.stored(done_b.file_id.as_deref().unwrap()).await == bytes);
+}
+
+/// Finding 2: a source that stalls mid-body ends the invocation within its time, with
+/// what was hashed saved and the upload retryable after a backoff (it used to hold the
+/// invocation until the platform killed it).
+#[tokio::test]
+async fn a_stalled_source_ends_the_invocation_in_time_and_stays_retryable() {
+    let env = quiet_env().await;
+    env.file("stall.mp4", 8 * HALF, 31);
+    let io = env.io();
+    let mut s = env.settings(Duration::from_millis(1500));
+    s.stall_timeout = Duration::from_millis(300);
+    s.first_read = u64::MAX;
+    let (rec, _) = env.create(&io, spec(env.url("stall.mp4?fault=stall-body&stall_after=1000000"), HALF)).await.unwrap();
+    let began = Instant::now();
+    let after = engine::advance(&io, &s, &rec.id, now()).await.unwrap().unwrap();
+    let took = began.elapsed();
+    assert!(took < s.budget + Duration::from_millis(500), "the invocation took {took:?}");
+    let error = after.error.clone().unwrap();
+    assert_eq!((after.state, error.code.as_str(), error.retryable), (State::Hashing, "source_stalled", true), "{error:?}");
+    assert!(after.retry_after.is_some());
+    assert!(after.hashing.as_ref().unwrap().offset >= 500_000, "what was hashed before the stall is kept");
+    // Nothing arrives at all: the probe of a new upload gives up as stalled, too.
+    let began = Instant::now();
+    let probe = env.create(&io, spec(env.url("stall.mp4?fault=stall-headers"), HALF)).await.unwrap_err();
+    assert_eq!(probe.code(), "source_stalled");
+    assert!(began.elapsed() < Duration::from_secs(11));
+}
+
+/// Finding 3: a source that compresses its answers is refused; one that compresses only
+/// when asked to is read as stored, since every request asks for identity.
+#[tokio::test]
+async fn an_encoded_source_is_refused_and_identity_is_asked_for() {
+    let env = quiet_env().await;
+    let (_, bytes) = env.file("z.mp4", 3 * HALF + 17, 32);
+    let io = env.io();
+    let s = env.settings(Duration::from_secs(60));
+    let refused = env.create(&io, spec(env.url("z.mp4?fault=gzip"), HALF)).await.unwrap_err();
+    assert_eq!(refused.code(), "source_encoded", "{refused}");
+    let (rec, _) = env.create(&io, spec(env.url("z.mp4?fault=gzip-negotiated"), HALF)).await.unwrap();
+    let done = drive(&io, &s, &rec.id, 2).await;
+    assert_eq!(done.state, State::Done, "{:?}", done.error);
+    assert!(env.stored(done.file_id.as_deref().unwrap()).await == bytes);
+}
+
+/// Finding 5: permanent source conditions fail the upload at once with their own codes
+/// (they used to be retried forever).
+#[tokio::test]
+async fn permanent_source_errors_fail_at_once() {
+    let env = quiet_env().await;
+    env.file("p.mp4", 6 * HALF, 33);
+    let io = env.io();
+    let s = env.settings(Duration::from_secs(60));
+    // A presigned URL that expires after the probe and the first read.
+    let (rec, _) = env.create(&io, spec(env.url("p.mp4?fault=status&status=403&after=2"), HALF)).await.unwrap();
+    let failed = drive(&io, &s, &rec.id, 1).await;
+    assert_eq!((failed.state, failed.error.as_ref().map(|e| e.code.as_str())), (State::Failed, Some("source_denied")));
+    for (query, code) in [("fault=status&status=404", "source_not_found"), ("fault=status&status=410", "source_not_found"), ("fault=bad-range", "source_bad_range")] {
+        let e = env.create(&io, spec(env.url(&format!("p.mp4?{query}")), HALF)).await.unwrap_err();
+        assert_eq!(e.code(), code, "{query}: {e}");
+    }
+    for (query, code) in [("fault=no-range", "source_no_range"), ("fault=long-body", "source_bad_range")] {
+        let (rec, _) = env.create(&io, spec(env.url(&format!("p.mp4?{query}")), HALF)).await.unwrap();
+        let failed = drive(&io, &s, &rec.id, 1).await;
+        assert_eq!(failed.error.as_ref().map(|e| e.code.as_str()), Some(code), "{query}: {:?}", failed.error);
+    }
+}
+
+/// A failed upload is retried by asking for it again: it resumes from its checkpoint
+/// (it used to answer the failed record).
+#[tokio::test]
+async fn a_failed_upload_resumes_when_asked_for_again() {
+    let env = quiet_env().await;
+    let (path, bytes) = env.file("gone.mov", 8 * HALF, 34);
+    let io = env.io();
+    let s = env.settings(Duration::ZERO);
+    let source = Source::Path(path.to_str().unwrap().into());
+    let (rec, _) = env.create(&io, spec(source.clone(), HALF)).await.unwrap();
+    engine::advance(&io, &s, &rec.id, now()).await.unwrap();
+    let hashed = engine::load(&io, &rec.id).await.unwrap().unwrap().hashing.unwrap().offset;
+    assert!(hashed > 0);
+    // The file goes away (renamed: its modification time stays), and comes back.
+    let away = env.root.join("away.mov");
+    std::fs::rename(&path, &away).unwrap();
+    let failed = drive(&io, &s, &rec.id, 1).await;
+    assert_eq!(failed.error.as_ref().map(|e| e.code.as_str()), Some("source_not_found"));
+    std::fs::rename(&away, &path).unwrap();
+    let (again, created) = env.create(&io, spec(source, HALF)).await.unwrap();
+    assert_eq!((again.id.as_str(), created, again.state), (rec.id.as_str(), false, State::Hashing));
+    assert!(again.hashing.as_ref().unwrap().offset >= hashed, "resumed from its checkpoint");
+    let done = drive(&io, &env.settings(Duration::from_secs(60)), &rec.id, 1).await;
+    assert!(env.stored(done.file_id.as_deref().unwrap()).await == bytes);
+}
+
+/// Finding 7: a done upload keeps only its record and outcome, and a tick after the
+/// retention time removes those too; its status is then not found.
+#[tokio::test]
+async fn final_uploads_are_removed_after_retention() {
+    let env = quiet_env().await;
+    env.file("r.mp4", HALF + 3, 35);
+    let io = env.io();
+    let mut s = env.settings(Duration::from_secs(60));
+    let (rec, _) = env.create(&io, spec(env.url("r.mp4"), HALF)).await.unwrap();
+    drive(&io, &s, &rec.id, 1).await;
+    let report = engine::tick(&io, &s, now()).await.unwrap();
+    assert!(report.removed.is_empty() && env.kv.keys().unwrap().len() == 2);
+    s.retention_secs = 0;
+    let report = engine::tick(&io, &s, now()).await.unwrap();
+    assert_eq!(report.removed, vec![rec.id.clone()]);
+    assert!(env.kv.keys().unwrap().is_empty());
+    assert!(engine::load(&io, &rec.id).await.unwrap().is_none());
 }
