@@ -5,6 +5,8 @@
 #   bash tests/sim/regressions/check.sh            # every patch
 #   bash tests/sim/regressions/check.sh 3-*.patch  # some
 # Each patch is applied to src/, the simulation run, and the patch taken back out.
+# REGRESSION_TESTS picks other tests to run instead, e.g. the native ones over real HTTP:
+#   REGRESSION_TESTS="--test engine_native" bash tests/sim/regressions/check.sh 1a-*.patch
 set -uo pipefail
 cd "$(dirname "$0")/../../.."
 here=tests/sim/regressions
@@ -20,7 +22,7 @@ for patch in "${patches[@]}"; do
     git apply "$here/$patch" || { echo "$patch: does not apply"; missed=1; continue; }
     trap 'git apply -R "$here/$patch"' EXIT
     started=$(date +%s)
-    out=$(cargo test -q --test simulation 2>&1)
+    out=$(cargo test -q ${REGRESSION_TESTS:---test simulation} 2>&1)
     status=$?
     git apply -R "$here/$patch"
     trap - EXIT
