@@ -25,6 +25,7 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use store::{Session, Store};
@@ -73,10 +74,45 @@ impl Config {
     }
 }
 
+/// Counts of protocol traffic since the simulator started, for tests and notes
+/// (`GET /sim/stats`). Kept in memory: a restarted simulator counts from zero.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Protocol requests received, faulted ones included.
+    pub requests: AtomicU64,
+    /// UploadPart requests received, faulted ones included.
+    pub part_requests: AtomicU64,
+    /// Requests that met an injected fault.
+    pub faults: AtomicU64,
+    /// Parts stored (verified and written; a fault may still have lost the answer).
+    pub parts_stored: AtomicU64,
+    /// Parts stored at an offset the session already held: a part sent again.
+    pub parts_resent: AtomicU64,
+    /// UploadPart requests refused because the file was already finished.
+    pub parts_after_finish: AtomicU64,
+}
+
+impl Counters {
+    /// As `GET /sim/stats` shows them.
+    pub fn to_json(&self) -> Value {
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        json!({
+            "requests": n(&self.requests),
+            "partRequests": n(&self.part_requests),
+            "faults": n(&self.faults),
+            "partsStored": n(&self.parts_stored),
+            "partsResent": n(&self.parts_resent),
+            "partsAfterFinish": n(&self.parts_after_finish),
+        })
+    }
+}
+
 /// The simulator's shared state.
 pub struct State {
     /// Sessions, parts, files.
     pub store: Arc<Store>,
+    /// Traffic counters.
+    pub counters: Counters,
     auth: auth::Auth,
     limiter: ratelimit::RateLimiter,
     faults: Faults,
@@ -115,6 +151,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let store = Arc::new(Store::open(&config.data)?);
     let state = Arc::new(State {
         store,
+        counters: Counters::default(),
         auth: auth::Auth::new(config.credentials, config.timestamp_window_secs),
         limiter: ratelimit::RateLimiter::new(config.limits),
         faults: config.faults,
@@ -151,6 +188,10 @@ async fn api(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>
         return Ok(http::json(StatusCode::METHOD_NOT_ALLOWED, &json!({"code": -10001, "message": "use GET or POST", "canRetry": 0})));
     }
     let q = Query::parse(req.uri().query());
+    state.counters.requests.fetch_add(1, Ordering::Relaxed);
+    if q.get("Action") == Some("UploadPart") {
+        state.counters.part_requests.fetch_add(1, Ordering::Relaxed);
+    }
     let identity = format!(
         "{}/{}/{}",
         q.get("Action").unwrap_or(""),
@@ -158,6 +199,9 @@ async fn api(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>
         q.get("offset").unwrap_or("")
     );
     let fault = state.faults.decide(&identity);
+    if fault.is_some() {
+        state.counters.faults.fetch_add(1, Ordering::Relaxed);
+    }
     match fault {
         Some(FaultKind::DropBefore) => return Err(Dropped),
         Some(FaultKind::Http503) => return Ok(http::text(StatusCode::SERVICE_UNAVAILABLE, "<html><body>503 Service Unavailable</body></html>")),
@@ -285,7 +329,10 @@ async fn upload_part(state: &Arc<State>, q: &Query, body: Incoming) -> Result<Va
     let _shared = lock.read().await;
     let Some(session) = state.store.session(&p.file_sha)? else {
         return Err(match state.store.file_by_sha(&p.file_sha)? {
-            Some(file) => Reject::param(format!("fileSha {} is already finished as fileId {}", p.file_sha, file.file_id)),
+            Some(file) => {
+                state.counters.parts_after_finish.fetch_add(1, Ordering::Relaxed);
+                Reject::param(format!("fileSha {} is already finished as fileId {}", p.file_sha, file.file_id))
+            }
             None => Reject::param(format!("fileSha {} has no upload session: call InitUpload first", p.file_sha)),
         });
     };
@@ -314,10 +361,14 @@ async fn upload_part(state: &Arc<State>, q: &Query, body: Incoming) -> Result<Va
     }
     let store = state.store.clone();
     let sha = p.file_sha.clone();
-    tokio::task::spawn_blocking(move || store.put_part(&sha, p.offset, &bytes, &md5))
+    let resent = tokio::task::spawn_blocking(move || store.put_part(&sha, p.offset, &bytes, &md5))
         .await
         .map_err(|e| Reject::cache(reply::WRITE_CACHE, format!("part write failed: {e}")))?
         .map_err(|e| Reject::cache(reply::WRITE_CACHE, format!("part write failed: {e}")))?;
+    state.counters.parts_stored.fetch_add(1, Ordering::Relaxed);
+    if resent {
+        state.counters.parts_resent.fetch_add(1, Ordering::Relaxed);
+    }
     Ok(success(0, json!({})))
 }
 
@@ -374,6 +425,7 @@ async fn inspect(state: &State, method: &Method, path: &str) -> Response<Body> {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let result: Result<Response<Body>, Reject> = (|| match segments.as_slice() {
         ["sim", "files"] => Ok(http::json(StatusCode::OK, &json!({ "files": state.store.files()? }))),
+        ["sim", "stats"] => Ok(http::json(StatusCode::OK, &state.counters.to_json())),
         ["sim", "files", id] => Ok(match state.store.file_by_id(id)? {
             Some(file) => http::file(state.store.data_path(&file.file_sha), file.file_size),
             None => not_found(format!("no finished file with fileId {id}")),

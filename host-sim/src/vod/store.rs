@@ -233,14 +233,18 @@ impl Store {
 
     /// Writes a verified part's bytes at its offset, then records it. Both happen under
     /// one lock, so two writers of the same offset can never leave the row describing
-    /// one body and the disk holding the other.
-    pub fn put_part(&self, file_sha: &str, offset: u64, bytes: &[u8], md5: &str) -> Result<()> {
+    /// one body and the disk holding the other. Returns whether the session already
+    /// held a part at this offset (the part was sent again).
+    pub fn put_part(&self, file_sha: &str, offset: u64, bytes: &[u8], md5: &str) -> Result<bool> {
         let conn = self.conn();
+        let held = conn
+            .prepare_cached("SELECT 1 FROM parts WHERE file_sha = ?1 AND offset = ?2")?
+            .exists(params![file_sha, offset as i64])?;
         let file = OpenOptions::new().create(true).write(true).truncate(false).open(self.data_path(file_sha))?;
         file.write_all_at(bytes, offset)?;
         conn.prepare_cached("INSERT OR REPLACE INTO parts VALUES (?1, ?2, ?3, ?4)")?
             .execute(params![file_sha, offset as i64, bytes.len() as i64, md5])?;
-        Ok(())
+        Ok(held)
     }
 
     /// SHA-1 (lower-case hex) of the first `len` bytes of `file_sha`'s data file, read
@@ -333,7 +337,8 @@ mod tests {
         let mut other = session(1_000_000);
         other.data_size = 1_048_576;
         assert_eq!(store.create_session(&other).unwrap(), (first.clone(), false));
-        store.put_part(&first.file_sha, 524_288, &[7u8; 475_712], "m").unwrap();
+        assert!(!store.put_part(&first.file_sha, 524_288, &[7u8; 475_712], "m").unwrap(), "a new part");
+        assert!(store.put_part(&first.file_sha, 524_288, &[7u8; 475_712], "m").unwrap(), "the same part again");
         drop(store);
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.session(&first.file_sha).unwrap(), Some(session(1_000_000)));
