@@ -144,7 +144,7 @@ pub struct Settings {
     /// Time for one invocation's work: no new work starts after it.
     pub budget: Duration,
     /// The least time any invocation gets, whatever its budget: a budget smaller than
-    /// this still advances the upload once. Waits end by `max(budget, min_budget)`.
+    /// this still advances the upload once (see [`Settings::time_limit`]).
     pub min_budget: Duration,
     /// Longest wait for any one answer or body chunk before the peer counts as stalled.
     pub stall_timeout: Duration,
@@ -185,6 +185,16 @@ impl Settings {
             backoff: Backoff { base_secs: 5, cap_secs: 900, give_up_secs: 24 * 3600 },
             retention_secs: 168 * 3600,
         }
+    }
+}
+
+impl Settings {
+    /// How long an invocation may take in all: no new work starts after `budget`, and
+    /// what is under way (parts in flight, a read, the closing checkpoint) gets a tenth
+    /// more to finish, so that it is not thrown away and sent again next time. At least
+    /// `min_budget`.
+    pub fn time_limit(&self) -> Duration {
+        (self.budget + self.budget / 10).max(self.min_budget)
     }
 }
 
@@ -354,7 +364,7 @@ pub async fn cancel<I: Io>(io: &I, id: &str) -> Result<Option<Record>, Error> {
 
 /// Learns a source's identity: a one-byte ranged GET for URLs, metadata for paths.
 pub async fn probe<I: Io>(io: &I, settings: &Settings, source: &Source) -> Result<Identity, Error> {
-    let limits = Limits { hard: io.now() + settings.budget.max(settings.min_budget), stall: settings.stall_timeout };
+    let limits = Limits { hard: io.now() + settings.time_limit(), stall: settings.stall_timeout };
     match source {
         Source::Url(url) => {
             let request = HttpRequest { method: "GET", url: url.clone(), headers: source::probe_headers(), body: Rc::default(), timeout: Some(limits.stall) };
@@ -476,7 +486,7 @@ pub async fn advance<I: Io>(io: &I, settings: &Settings, id: &str, started: Dura
     }
     rec.invocations += 1;
     rec.attempted_at = io.unix_now();
-    let limits = Limits { hard: started + settings.budget.max(settings.min_budget), stall: settings.stall_timeout };
+    let limits = Limits { hard: started + settings.time_limit(), stall: settings.stall_timeout };
     let mut run = Run {
         io,
         s: settings,

@@ -389,7 +389,7 @@ fn drive(seed: u64, sc: &Scenario, kills: Option<Kills>) -> Result<Report, Strin
         *world.failing_writes.borrow_mut() = Some((pattern.clone(), *times));
     }
     let slack = Duration::from_millis(sc.latency.kv_ms * (12 + 2 * (parts_most / MD5S_PER_CHUNK + 1)));
-    let hard = settings.budget.max(settings.min_budget);
+    let hard = settings.time_limit();
     let mut report = Report::default();
 
     // Liveness: the uploads must keep moving (their records change: a repair may send
@@ -605,7 +605,7 @@ pub fn stalled_next_to_healthy(seed: u64) -> Result<String, String> {
         let (rec, _) = block_on(&world, async move { engine::create(&io, &s, spec).await }).map_err(|e| format!("create: {e}"))?;
         ids.push(rec.id);
     }
-    let hard = settings.budget.max(settings.min_budget);
+    let hard = settings.time_limit();
     let slack = Duration::from_millis(20);
     for tick in 0..200 {
         let w = world.watch();
