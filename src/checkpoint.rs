@@ -127,6 +127,24 @@ pub struct Spec {
     pub data_size: u64,
 }
 
+impl Spec {
+    /// The names the source suggests, no tags or options, parts of `data_size`.
+    pub fn for_source(source: Source, data_size: u64) -> Spec {
+        let (file_name, file_type) = source.default_names();
+        Spec {
+            source,
+            file_name,
+            file_type,
+            tags: vec![],
+            class_id: None,
+            is_transcode: false,
+            is_screenshot: false,
+            is_watermark: false,
+            data_size,
+        }
+    }
+}
+
 /// Where an upload is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

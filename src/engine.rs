@@ -293,7 +293,7 @@ pub struct Listing {
 /// Lists every upload.
 pub async fn list<I: Io>(io: &I) -> Result<Listing, Error> {
     let keys = io.kv_keys().await.map_err(storage)?;
-    let ended: std::collections::HashSet<&str> = keys.iter().filter_map(|k| checkpoint::id_of_end_key(k)).collect();
+    let ended: std::collections::BTreeSet<&str> = keys.iter().filter_map(|k| checkpoint::id_of_end_key(k)).collect();
     let mut records = Vec::new();
     let mut unreadable = Vec::new();
     let mut lone_ends = Vec::new();

@@ -306,17 +306,7 @@ mod tests {
     use crate::protocol::ListedPart;
 
     fn rec(size: u64) -> Record {
-        let spec = Spec {
-            source: Source::Url("https://b.example/v.mp4?X-Amz-Signature=secret".into()),
-            file_name: "v".into(),
-            file_type: "mp4".into(),
-            tags: vec![],
-            class_id: None,
-            is_transcode: false,
-            is_screenshot: false,
-            is_watermark: false,
-            data_size: 4,
-        };
+        let spec = Spec::for_source(Source::Url("https://b.example/v.mp4?X-Amz-Signature=secret".into()), 4);
         new_record(spec, Identity { size, etag: None, last_modified: None }, 100)
     }
 

@@ -98,18 +98,7 @@ impl Env {
 }
 
 fn spec(source: Source, data_size: u64) -> Spec {
-    let (file_name, file_type) = source.default_names();
-    Spec {
-        source,
-        file_name,
-        file_type,
-        tags: vec!["e2e".into()],
-        class_id: None,
-        is_transcode: false,
-        is_screenshot: false,
-        is_watermark: false,
-        data_size,
-    }
+    Spec { tags: vec!["e2e".into()], ..Spec::for_source(source, data_size) }
 }
 
 /// Advances until the upload is final; returns the record and the invocations used.

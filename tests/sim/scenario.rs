@@ -215,19 +215,10 @@ fn source_name(local: bool, n: usize) -> String {
     }
 }
 
+/// Upload `n` of the source: twins differ by their fileName only.
 fn spec(sc: &Scenario, name: &str, n: usize) -> Spec {
     let source = if sc.local { Source::Path(name.to_owned()) } else { Source::Url(name.to_owned()) };
-    Spec {
-        source,
-        file_name: format!("clip{n}"),
-        file_type: "mp4".into(),
-        tags: vec![],
-        class_id: None,
-        is_transcode: false,
-        is_screenshot: false,
-        is_watermark: false,
-        data_size: sc.part,
-    }
+    Spec { file_name: format!("clip{n}"), ..Spec::for_source(source, sc.part) }
 }
 
 /// Checks after a step: keys within bounds, and what was done stays done.
