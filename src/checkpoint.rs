@@ -324,6 +324,15 @@ pub struct Record {
     pub ended_at: Option<u64>,
 }
 
+/// What appending MD5s to a record stores ([`Record::md5s_appended`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Md5Append {
+    /// Complete chunks: (key, value) writes to store before the record.
+    pub writes: Vec<(String, Vec<u8>)>,
+    chunks: u64,
+    tail: Vec<u8>,
+}
+
 /// A stored record that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadRecord(pub String);
@@ -393,15 +402,16 @@ impl Record {
     /// Appends MD5s; returns the chunk writes (key, value) that must be stored
     /// **before** this record is.
     pub fn push_md5s(&mut self, md5s: &[PartMd5]) -> Vec<(String, Vec<u8>)> {
-        let (writes, appended) = self.md5s_appended(md5s);
-        self.set_md5s(appended);
+        let mut append = self.md5s_appended(md5s);
+        let writes = std::mem::take(&mut append.writes);
+        self.set_md5s(append);
         writes
     }
 
     /// What appending MD5s would store, leaving the record as it is: the chunk writes,
     /// then (with [`Record::set_md5s`]) the record's new MD5 fields. So a failed chunk
     /// write leaves a record that still describes exactly what is stored.
-    pub fn md5s_appended(&self, md5s: &[PartMd5]) -> (Vec<(String, Vec<u8>)>, (u64, Vec<u8>)) {
+    pub fn md5s_appended(&self, md5s: &[PartMd5]) -> Md5Append {
         let (mut chunks, mut tail) = (self.md5_chunks, self.md5_tail.clone());
         let mut writes = Vec::new();
         for md5 in md5s {
@@ -411,13 +421,13 @@ impl Record {
                 chunks += 1;
             }
         }
-        (writes, (chunks, tail))
+        Md5Append { writes, chunks, tail }
     }
 
     /// Takes the MD5 fields computed by [`Record::md5s_appended`], once its writes are stored.
-    pub fn set_md5s(&mut self, (chunks, tail): (u64, Vec<u8>)) {
-        self.md5_chunks = chunks;
-        self.md5_tail = tail;
+    pub fn set_md5s(&mut self, append: Md5Append) {
+        self.md5_chunks = append.chunks;
+        self.md5_tail = append.tail;
     }
 
     /// Drops every stored MD5 (they were for another part size).

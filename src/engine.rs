@@ -814,12 +814,12 @@ impl<'a, I: Io> Run<'a, I> {
     /// Stores the hasher's completed MD5s: full chunks under their keys, the rest in the
     /// record (in memory, written by the next save).
     async fn store_md5s(&mut self, rec: &mut Record, hasher: &mut Hasher) -> Result<(), Error> {
-        let (writes, appended) = rec.md5s_appended(hasher.completed());
-        for (key, value) in writes {
-            self.io.kv_set(&key, &value).await.map_err(storage)?;
+        let append = rec.md5s_appended(hasher.completed());
+        for (key, value) in &append.writes {
+            self.io.kv_set(key, value).await.map_err(storage)?;
             rec.stats.kv_writes += 1;
         }
-        rec.set_md5s(appended);
+        rec.set_md5s(append);
         hasher.forget_completed();
         Ok(())
     }
