@@ -370,7 +370,8 @@ pub async fn probe<I: Io>(io: &I, settings: &Settings, source: &Source) -> Resul
             let request = HttpRequest { method: "GET", url: url.clone(), headers: source::probe_headers(), body: Rc::default(), timeout: Some(limits.stall) };
             let response = match limits.wait(io, io.send(request)).await {
                 Ok(sent) => sent.map_err(|e| SourceError::Unreachable(format!("source request failed: {e}")))?,
-                Err(_) => return Err(SourceError::Stalled(format!("source did not answer within {} s", limits.stall.as_secs())).into()),
+                Err(Late::Stall(d)) => return Err(SourceError::Stalled(format!("source did not answer within {} s", d.as_secs())).into()),
+                Err(Late::Deadline) => return Err(SourceError::Stalled("source did not answer within the invocation's time".into()).into()),
             };
             Ok(source::identity_from_probe(response.status, &response.headers)?)
         }
