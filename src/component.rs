@@ -237,12 +237,11 @@ fn config() -> Result<Config, String> {
     settings.memory_threshold = read_once << 20;
     settings.backoff.give_up_secs = number("give_up_hours", settings.backoff.give_up_secs / 3600)?.saturating_mul(3600);
     settings.retention_secs = number("retention_hours", settings.retention_secs / 3600)?.saturating_mul(3600);
-    let policy = SourcePolicy {
-        allowed_origins: variable("source_origin")
-            .map(|v| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
-            .unwrap_or_default(),
-        local_root: variable("local_dir"),
-    };
+    let policy = SourcePolicy::from_variables(
+        variable("source_origin").as_deref(),
+        variable("other_source_origins").as_deref(),
+        variable("local_dir").as_deref(),
+    )?;
     Ok(Config { api_token: variable("api_token").unwrap_or_default(), settings, policy })
 }
 

@@ -26,6 +26,90 @@ pub struct SourcePolicy {
     pub local_root: Option<String>,
 }
 
+impl SourcePolicy {
+    /// The policy from the deployment's variables: `source_origin` (exactly one
+    /// origin, since Spin uses it as one `allowed_outbound_hosts` entry),
+    /// `other_source_origins` (more origins, comma-separated; each must also be its
+    /// own `allowed_outbound_hosts` entry) and `local_dir`. An error names the
+    /// variable and what is wrong, never the value (it may be a private bucket).
+    pub fn from_variables(source_origin: Option<&str>, other_origins: Option<&str>, local_dir: Option<&str>) -> Result<SourcePolicy, String> {
+        let mut allowed_origins = Vec::new();
+        if let Some(text) = source_origin.map(str::trim).filter(|t| !t.is_empty()) {
+            if text.contains(',') || text.split_whitespace().nth(1).is_some() {
+                return Err("the source_origin variable must be exactly one origin (scheme://host[:port]), but it holds several: \
+                     Spin uses it as one allowed_outbound_hosts entry, and one invalid entry makes Spin deny every outbound \
+                     request. To read from several origins, list each as its own entry of allowed_outbound_hosts in \
+                     spin.toml and in the component variable other_source_origins (comma-separated)"
+                    .into());
+            }
+            allowed_origins.push(parse_origin(text).map_err(|e| format!("the source_origin variable {e}"))?);
+        }
+        for text in other_origins.unwrap_or_default().split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            allowed_origins.push(parse_origin(text).map_err(|e| format!("an entry of the other_source_origins variable {e}"))?);
+        }
+        let local_root = local_dir.map(str::trim).filter(|d| !d.is_empty()).map(str::to_owned);
+        Ok(SourcePolicy { allowed_origins, local_root })
+    }
+
+    /// Whether URL sources at `origin` (as [`origin_of`] gives it) may be read.
+    fn allows(&self, origin: &str) -> bool {
+        self.allowed_origins.iter().any(|allowed| {
+            if allowed == "*" {
+                return true;
+            }
+            // `scheme://*.domain[:port]` allows every subdomain, as in allowed_outbound_hosts.
+            if let Some((scheme, rest)) = allowed.split_once("://*.") {
+                return origin.strip_prefix(scheme).and_then(|o| o.strip_prefix("://")).is_some_and(|authority| {
+                    authority.split_once('.').is_some_and(|(label, domain)| !label.is_empty() && domain == rest)
+                });
+            }
+            origin_of(allowed).as_deref() == Some(origin)
+        })
+    }
+}
+
+/// Checks one origin as a deployment names it: `http(s)://host[:port]`, a trailing
+/// `/` allowed, `*.` before the host for every subdomain; lower-cased, default port
+/// dropped. The error completes a sentence naming where the origin came from.
+pub fn parse_origin(text: &str) -> Result<String, String> {
+    let shape = "must be one origin such as https://bucket.s3.amazonaws.com (scheme://host[:port], no path)";
+    let text = text.trim().strip_suffix('/').unwrap_or(text.trim());
+    let Some((scheme, authority)) = text.split_once("://") else {
+        return Err(format!("{shape}: the scheme is missing"));
+    };
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return Err(format!("{shape}: only http and https are supported"));
+    }
+    if authority.contains(['/', '?', '#']) {
+        return Err(format!("{shape}: it has a path"));
+    }
+    if authority.contains('@') {
+        return Err(format!("{shape}: it has a user name or password"));
+    }
+    let (host, wildcard) = match authority.strip_prefix("*.") {
+        Some(rest) => (rest, true),
+        None => (authority, false),
+    };
+    let host_only = match host.rsplit_once(':') {
+        Some((h, port)) if !h.ends_with(']') || host.starts_with('[') => {
+            if port.parse::<u16>().map_or(true, |p| p == 0) {
+                return Err(format!("{shape}: the port is not a number from 1 to 65535"));
+            }
+            h
+        }
+        _ => host,
+    };
+    let bracketed = host_only.starts_with('[') && host_only.ends_with(']');
+    if host_only.is_empty()
+        || (!bracketed && !host_only.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'))
+        || (bracketed && !host_only[1..host_only.len() - 1].chars().all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.'))
+    {
+        return Err(format!("{shape}: the host is not a host name or address"));
+    }
+    let origin = origin_of(&format!("{scheme}://{host}")).ok_or_else(|| format!("{shape}: it is not an origin"))?;
+    Ok(if wildcard { origin.replacen("://", "://*.", 1) } else { origin })
+}
+
 /// What is wrong with a source. Each kind is either permanent (the upload fails at
 /// once with its own code) or transient (`Unreachable`, `Stalled`: retried with backoff).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,10 +216,10 @@ impl Source {
                     "source scheme {scheme:?} is not supported: use an http(s) URL or an absolute path"
                 )));
             };
-            let allowed = policy.allowed_origins.iter().any(|o| o == "*" || origin_of(o).as_deref() == Some(&origin));
-            if !allowed {
+            if !policy.allows(&origin) {
                 return Err(SourceError::NotAllowed(format!(
-                    "source origin {origin} is not an allowed outbound host of this deployment (set the source_origin variable)"
+                    "source origin {origin} is not an allowed outbound host of this deployment \
+                     (set the source_origin variable, or see other_source_origins for several)"
                 )));
             }
             return Ok(Source::Url(text.to_owned()));
@@ -465,6 +549,56 @@ mod tests {
         let any = SourcePolicy { allowed_origins: vec!["*".into()], local_root: None };
         assert!(Source::parse("http://127.0.0.1:8080/x", &any).is_ok());
         assert!(matches!(Source::parse("/data/x", &any), Err(SourceError::NotAllowed(_))));
+    }
+
+    #[test]
+    fn source_origin_is_exactly_one_origin_and_others_are_listed_apart() {
+        let policy = |origin: &str, others: &str| SourcePolicy::from_variables(Some(origin), Some(others), None);
+        let p = policy("https://Bucket.S3.amazonaws.com:443/", "").unwrap();
+        assert_eq!(p.allowed_origins, vec!["https://bucket.s3.amazonaws.com"]);
+        // Two origins in one variable: Spin would deny every outbound request.
+        for several in ["http://127.0.0.1:1,http://127.0.0.1:2", "https://a.example https://b.example", "https://a.example,"] {
+            let e = policy(several, "").unwrap_err();
+            assert!(e.contains("exactly one origin") && e.contains("other_source_origins") && e.contains("allowed_outbound_hosts"), "{e}");
+            assert!(!e.contains("127.0.0.1") && !e.contains("a.example"), "the value is never echoed: {e}");
+        }
+        for (bad, why) in [
+            ("bucket.s3.amazonaws.com", "scheme is missing"),
+            ("ftp://h", "http and https"),
+            ("https://h/videos", "has a path"),
+            ("https://u:p@h", "user name or password"),
+            ("https://h:0", "port"),
+            ("https://h:99999", "port"),
+            ("https://h_h!", "host"),
+            ("https://", "host"),
+        ] {
+            let e = policy(bad, "").unwrap_err();
+            assert!(e.starts_with("the source_origin variable must be one origin") && e.contains(why), "{bad}: {e}");
+        }
+        let e = policy("https://a.example", "https://b.example,https://c.example/x").unwrap_err();
+        assert!(e.starts_with("an entry of the other_source_origins variable") && e.contains("has a path"), "{e}");
+
+        let p = policy("https://a.example", " https://b.example:8443 , http://*.bucket.example ,").unwrap();
+        assert_eq!(p.allowed_origins, vec!["https://a.example", "https://b.example:8443", "http://*.bucket.example"]);
+        assert!(Source::parse("https://b.example:8443/x.mp4", &p).is_ok());
+        assert!(Source::parse("http://v1.bucket.example/x.mp4", &p).is_ok());
+        for refused in ["https://b.example/x", "http://bucket.example/x", "http://a.b.bucket.example.evil/x", "https://v1.bucket.example/x"] {
+            assert!(matches!(Source::parse(refused, &p), Err(SourceError::NotAllowed(_))), "{refused}");
+        }
+        assert_eq!(SourcePolicy::from_variables(None, None, Some(" ")).unwrap(), SourcePolicy::default());
+    }
+
+    proptest! {
+        /// Whatever a variable holds: no panic, and an accepted origin reads back as itself.
+        #[test]
+        fn any_origin_variable_is_refused_or_one_origin(text in "[a-zA-Z:/*.,@\\[\\]0-9 _-]{0,40}") {
+            if let Ok(p) = SourcePolicy::from_variables(Some(&text), Some(&text), None) {
+                for origin in &p.allowed_origins {
+                    prop_assert!(!origin.contains([',', ' ']) && origin.matches('/').count() == 2, "{}", origin);
+                    prop_assert_eq!(parse_origin(origin), Ok(origin.clone()));
+                }
+            }
+        }
     }
 
     #[test]
