@@ -48,9 +48,19 @@ struct UpArgs {
     /// Mount a host directory read-only for the guest: HOST::GUEST.
     #[arg(long = "dir", value_parser = parse_dir)]
     dirs: Vec<(PathBuf, String)>,
-    /// SQLite file of the `default` key-value store.
-    #[arg(long, default_value = ".spin/sqlite_key_value.db")]
-    kv: PathBuf,
+    /// SQLite file of the `default` key-value store, instead of the state directory's
+    /// sqlite_key_value.db.
+    #[arg(long)]
+    kv: Option<PathBuf>,
+    /// Application state directory, as Spin's: the `default` key-value store is
+    /// sqlite_key_value.db in it. Default: .spin next to the manifest (where `spin up`
+    /// keeps it); "" keeps the store in memory.
+    #[arg(long)]
+    state_dir: Option<String>,
+    /// Open a new connection for every outbound HTTP request instead of keeping
+    /// connections for the app's later requests (Spin's `connection_pooling = false`).
+    #[arg(long)]
+    no_connection_pooling: bool,
     /// Wall-clock limit per invocation, in milliseconds (Fermyon Cloud: 30 s).
     #[arg(long, default_value_t = 30_000)]
     time_limit_ms: u64,
@@ -104,6 +114,8 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
         variables: args.variables,
         dirs: args.dirs,
         kv_path: args.kv,
+        state_dir: host_sim::up::StateDir::from_flag(args.state_dir.as_deref()),
+        connection_pooling: !args.no_connection_pooling,
         limits: host_sim::up::Limits {
             time: Duration::from_millis(args.time_limit_ms),
             memory: args.memory_limit_mib << 20,

@@ -1,7 +1,14 @@
 //! Reading `spin.toml` (manifest version 2) the way `spin up` does: application
 //! variables with defaults and secrets, HTTP trigger routes, components with their
 //! source, allowed outbound hosts, key-value stores, files and `{{ }}` templates.
+//!
+//! As Spin 3.6.3 does: a `--variable` the manifest does not declare is ignored (the
+//! caller is told its name in [`App::ignored_variables`]); an `allowed_outbound_hosts`
+//! entry that is invalid as written, or with the variables' defaults, stops the load,
+//! while one made invalid by a value given at run time only makes the host deny every
+//! outbound request (see [`super::allowed_hosts`]).
 
+use super::allowed_hosts;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -69,7 +76,8 @@ pub struct App {
     pub route: String,
     /// The `.wasm` module (wasm32-wasip1) or component.
     pub source: PathBuf,
-    /// Allowed outbound hosts, templates expanded.
+    /// Allowed outbound hosts, templates expanded (not yet checked: see
+    /// [`allowed_hosts::Policy::resolve`]).
     pub allowed_outbound_hosts: Vec<String>,
     /// Key-value store labels it may open.
     pub key_value_stores: Vec<String>,
@@ -79,6 +87,8 @@ pub struct App {
     pub files: Vec<(PathBuf, String)>,
     /// Values of secret variables, never to be logged.
     pub secrets: Vec<String>,
+    /// Names given with `--variable` that the manifest does not declare: ignored.
+    pub ignored_variables: Vec<String>,
 }
 
 /// Expands `{{ name }}` templates with application variables.
@@ -125,9 +135,10 @@ pub fn load(path: &Path, given: &[(String, String)], env: &BTreeMap<String, Stri
         }
         values.insert(name.clone(), value);
     }
+    let mut ignored_variables: Vec<String> = Vec::new();
     for (name, _) in given {
-        if !raw.variables.contains_key(name) {
-            bail!("--variable {name}: the manifest declares no such variable");
+        if !raw.variables.contains_key(name) && !ignored_variables.contains(name) {
+            ignored_variables.push(name.clone());
         }
     }
     let trigger = raw.trigger.http.first().ok_or_else(|| anyhow!("the manifest has no [[trigger.http]]"))?;
@@ -140,14 +151,11 @@ pub fn load(path: &Path, given: &[(String, String)], env: &BTreeMap<String, Stri
         .iter()
         .map(|(k, t)| Ok((k.clone(), expand(t, &values)?)))
         .collect::<Result<_>>()?;
-    let allowed_outbound_hosts = component
-        .allowed_outbound_hosts
-        .iter()
-        .map(|t| expand(t, &values))
-        .collect::<Result<Vec<_>>>()?
-        .into_iter()
-        .filter(|h| !h.is_empty())
-        .collect();
+    validate_allowed_hosts(&component.allowed_outbound_hosts, &raw.variables)
+        .with_context(|| format!("Failed to load component `{}`: `allowed_outbound_hosts` is malformed", trigger.component))?;
+    // An entry that expands to nothing stays, as in Spin, where it is invalid.
+    let allowed_outbound_hosts =
+        component.allowed_outbound_hosts.iter().map(|t| expand(t, &values)).collect::<Result<Vec<_>>>()?;
     let files = component
         .files
         .iter()
@@ -165,35 +173,30 @@ pub fn load(path: &Path, given: &[(String, String)], env: &BTreeMap<String, Stri
         variables,
         files,
         secrets,
+        ignored_variables,
     })
 }
 
-/// Whether `url`'s origin matches an `allowed_outbound_hosts` entry
-/// (`scheme://host[:port]`, with `*` for any scheme, host or port and `*.domain`).
-pub fn host_allowed(allowed: &[String], scheme: &str, host: &str, port: u16) -> bool {
-    allowed.iter().any(|entry| {
-        let Some((s, rest)) = entry.split_once("://") else { return false };
-        let rest = rest.trim_end_matches('/');
-        let (h, p) = match rest.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || rest.starts_with('[') => (h, Some(p)),
-            _ => (rest, None),
-        };
-        let scheme_ok = s == "*" || s.eq_ignore_ascii_case(scheme);
-        let host_ok = h == "*"
-            || h.eq_ignore_ascii_case(host)
-            || h.strip_prefix("*.").is_some_and(|d| host.to_ascii_lowercase().ends_with(&format!(".{}", d.to_ascii_lowercase())));
-        let default_port = match s.to_ascii_lowercase().as_str() {
-            "https" => Some(443),
-            "http" => Some(80),
-            _ => None,
-        };
-        let port_ok = match p {
-            Some("*") => true,
-            Some(p) => p.parse::<u16>().ok() == Some(port),
-            None => default_port.is_none_or(|d| d == port),
-        };
-        scheme_ok && host_ok && port_ok
-    })
+/// What Spin checks when it loads an app: literal entries must parse, and so must
+/// templated ones whose variables all have defaults, expanded with the defaults. A
+/// template waiting on a value given at run time is checked only then.
+fn validate_allowed_hosts(entries: &[String], declared: &BTreeMap<String, RawVariable>) -> Result<()> {
+    let defaults: BTreeMap<String, String> =
+        declared.iter().filter_map(|(name, v)| Some((name.clone(), v.default.clone()?))).collect();
+    if entries.len() == 1 && entries[0] == "insecure:allow-all" {
+        // Refused with the reason Spin gives.
+        allowed_hosts::parse_all(entries)?;
+    }
+    for entry in entries {
+        if !entry.contains("{{") {
+            allowed_hosts::AllowedHost::parse(entry)?;
+        } else if let Ok(resolved) = expand(entry, &defaults) {
+            allowed_hosts::AllowedHost::parse(&resolved).with_context(|| {
+                format!("using default variable value(s) with template {entry:?} results in invalid config {resolved:?}")
+            })?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -201,17 +204,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn templates_and_hosts() {
+    fn templates() {
         let values = BTreeMap::from([("a".to_string(), "x".to_string())]);
         assert_eq!(expand("p{{ a }}q{{a}}", &values).unwrap(), "pxqx");
         assert!(expand("{{ b }}", &values).is_err());
-        let allowed = vec!["https://vod2.qcloud.com".to_string(), "http://127.0.0.1:9000".into(), "https://*.s3.amazonaws.com".into()];
-        assert!(host_allowed(&allowed, "https", "vod2.qcloud.com", 443));
-        assert!(!host_allowed(&allowed, "http", "vod2.qcloud.com", 80));
-        assert!(host_allowed(&allowed, "http", "127.0.0.1", 9000));
-        assert!(!host_allowed(&allowed, "http", "127.0.0.1", 9001));
-        assert!(host_allowed(&allowed, "https", "b.s3.amazonaws.com", 443));
-        assert!(!host_allowed(&allowed, "https", "evil.com", 443));
     }
 
     #[test]

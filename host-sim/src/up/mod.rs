@@ -3,16 +3,24 @@
 //! The wasm32-wasip1 module is componentized with `wit-component` and the preview1
 //! reactor adapter, compiled once and instantiated afresh for every request. The host
 //! provides `wasi:http@0.2.0` (outgoing requests only to `allowed_outbound_hosts`,
-//! refused otherwise with `HttpRequestDenied` as Spin does),
-//! `fermyon:spin/key-value@2.0.0` on SQLite and `fermyon:spin/variables@2.0.0`, and
-//! enforces the platform's limits: wall-clock time per invocation (epoch interruption
-//! for guest code, a timeout around host I/O), linear memory, key and value sizes and
-//! the number of keys.
+//! refused otherwise with `HttpRequestDenied` as Spin does, over connections pooled for
+//! the app as Spin pools them: see [`outbound`](self::outbound)),
+//! `fermyon:spin/key-value@2.0.0` on SQLite in Spin's own file and table (see
+//! [`StateDir`]) and `fermyon:spin/variables@2.0.0`, and enforces the platform's
+//! limits: wall-clock time per invocation (epoch interruption for guest code, a
+//! timeout around host I/O), linear memory, key and value sizes and the number of keys.
+//!
+//! Where Spin 3.6.3 itself answers (a guest that traps: `500` with an empty body, the
+//! error in the log; an undeclared `--variable`: ignored), host-sim answers the same.
 
+pub mod allowed_hosts;
 pub mod manifest;
+mod outbound;
 
 use crate::http::{self, Body, Dropped};
 use crate::kv::SqliteKv;
+use allowed_hosts::Policy;
+use outbound::{Hooks, Pool};
 use crate::vod::faults::splitmix64;
 use anyhow::{anyhow, Context as _, Result};
 use bytes::Bytes;
@@ -22,7 +30,7 @@ use hyper::{Request, Response, StatusCode};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -34,6 +42,48 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+/// The file Spin keeps the `default` key-value store in, inside the state directory.
+pub const KV_FILE_NAME: &str = "sqlite_key_value.db";
+
+/// The application state directory, as Spin's `--state-dir` sets it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum StateDir {
+    /// `.spin` in the manifest's directory, Spin's default (whatever the working
+    /// directory), so that `spin up` and `host-sim up` of one app share their state.
+    #[default]
+    Default,
+    /// A directory given by the user; a relative one is taken from the working
+    /// directory, as Spin takes it.
+    Dir(PathBuf),
+    /// No state directory (`--state-dir ""`): the `default` store lives in memory and
+    /// is gone when the host stops, as in Spin.
+    Unset,
+}
+
+impl StateDir {
+    /// From the value of a `--state-dir` flag: absent is the default, empty is unset.
+    pub fn from_flag(value: Option<&str>) -> StateDir {
+        match value {
+            None => StateDir::Default,
+            Some("") => StateDir::Unset,
+            Some(dir) => StateDir::Dir(PathBuf::from(dir)),
+        }
+    }
+
+    /// The SQLite file of the `default` store for the app of `manifest`; `None`: in
+    /// memory.
+    pub fn kv_file(&self, manifest: &Path) -> Result<Option<PathBuf>> {
+        Ok(match self {
+            StateDir::Default => {
+                let dir = manifest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                Some(std::path::absolute(dir)?.join(".spin").join(KV_FILE_NAME))
+            }
+            StateDir::Dir(dir) => Some(std::path::absolute(dir)?.join(KV_FILE_NAME)),
+            StateDir::Unset => None,
+        })
+    }
+}
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -79,8 +129,16 @@ pub struct UpConfig {
     pub variables: Vec<(String, String)>,
     /// `--dir HOST::GUEST`.
     pub dirs: Vec<(PathBuf, String)>,
-    /// The key-value store's SQLite file.
-    pub kv_path: PathBuf,
+    /// The `default` key-value store's SQLite file, overriding the state directory's
+    /// (host-sim's `--kv`).
+    pub kv_path: Option<PathBuf>,
+    /// Where the state lives, `--state-dir`: the `default` store is
+    /// `sqlite_key_value.db` there, unless `kv_path` says otherwise.
+    pub state_dir: StateDir,
+    /// Keep outbound HTTP connections open and use them again across the app's
+    /// requests, as Spin does by default; `false` opens one per request
+    /// (`--no-connection-pooling`).
+    pub connection_pooling: bool,
     /// Limits.
     pub limits: Limits,
     /// Share of invocations killed at a random instant.
@@ -106,6 +164,8 @@ pub struct HostStats {
     pub failures: AtomicU64,
     /// Outbound requests.
     pub outbound: AtomicU64,
+    /// Outbound connections opened (as many as requests without pooling).
+    pub outbound_connections: Arc<AtomicU64>,
     /// Largest linear memory seen in any instance, bytes.
     pub peak_memory: AtomicU64,
 }
@@ -152,47 +212,6 @@ struct Ctx {
     variables: Arc<BTreeMap<String, String>>,
     memory: MemoryLimiter,
     stats: Arc<InvocationStats>,
-}
-
-/// Outbound HTTP policy: Spin's `allowed_outbound_hosts`.
-struct Hooks {
-    allowed: Arc<Vec<String>>,
-    stats: Arc<InvocationStats>,
-}
-
-impl wasmtime_wasi_http::WasiHttpHooks for Hooks {
-    fn send_request(
-        &mut self,
-        request: hyper::Request<wasmtime_wasi_http::WasiBody>,
-        options: Option<wasmtime_wasi_http::RequestOptions>,
-        fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-    ) -> Box<
-        dyn Future<
-                Output = Result<
-                    (
-                        hyper::Response<wasmtime_wasi_http::WasiBody>,
-                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-                    ),
-                    wasmtime_wasi_http::Error,
-                >,
-            > + Send,
-    > {
-        _ = fut;
-        let uri = request.uri();
-        let scheme = uri.scheme_str().unwrap_or("https").to_owned();
-        let host = uri.host().unwrap_or("").to_owned();
-        let port = uri.port_u16().unwrap_or(if scheme == "https" { 443 } else { 80 });
-        let allowed = manifest::host_allowed(&self.allowed, &scheme, &host, port);
-        self.stats.outbound.fetch_add(1, Ordering::Relaxed);
-        Box::new(async move {
-            if !allowed {
-                tracing::warn!(%scheme, %host, port, "outbound request refused: not in allowed_outbound_hosts");
-                return Err(wasmtime_wasi_http::Error::HttpRequestDenied);
-            }
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-            Ok((response.map(BodyExt::boxed_unsync), Box::new(io) as Box<dyn Future<Output = _> + Send>))
-        })
-    }
 }
 
 /// Enforces the memory limit and records the peak.
@@ -386,7 +405,8 @@ struct Shared {
     pre: ProxyPre<Ctx>,
     app: manifest::App,
     variables: Arc<BTreeMap<String, String>>,
-    allowed: Arc<Vec<String>>,
+    policy: Arc<Policy>,
+    pool: Option<Arc<Pool>>,
     kv_labels: Arc<Vec<String>>,
     kv: Arc<SqliteKv>,
     dirs: Vec<(PathBuf, String)>,
@@ -395,7 +415,7 @@ struct Shared {
     chaos_window: Duration,
     seed: u64,
     stats: Arc<HostStats>,
-    secrets: Vec<String>,
+    secrets: Arc<Vec<String>>,
     log_lock: Mutex<()>,
 }
 
@@ -420,6 +440,11 @@ impl<F: Future> Future for Busy<F> {
 pub async fn start(config: UpConfig) -> Result<Running> {
     let env: BTreeMap<String, String> = std::env::vars().filter(|(k, _)| k.starts_with("SPIN_VARIABLE_")).collect();
     let app = manifest::load(&config.manifest, &config.variables, &env)?;
+    for name in &app.ignored_variables {
+        // Spin ignores them without a word; a warning says what a typo cost. The value
+        // may be a secret: only the name is told.
+        tracing::warn!(variable = %name, "--variable {name}: the manifest declares no variable of that name; ignored, as Spin ignores it");
+    }
     let wasm = std::fs::read(&app.source).with_context(|| {
         format!("cannot read the component {} (build it with `make wasm`)", app.source.display())
     })?;
@@ -431,20 +456,48 @@ pub async fn start(config: UpConfig) -> Result<Running> {
     key_value::add_to_linker::<Ctx, HasSelf<Ctx>>(&mut linker, |c| c)?;
     variables::add_to_linker::<Ctx, HasSelf<Ctx>>(&mut linker, |c| c)?;
     let pre = ProxyPre::new(linker.instantiate_pre(&component)?)?;
-    if let Some(parent) = config.kv_path.parent() {
-        std::fs::create_dir_all(parent)?;
+    let kv_file = match &config.kv_path {
+        Some(path) => Some(path.clone()),
+        None => config.state_dir.kv_file(&config.manifest)?,
+    };
+    let kv = match &kv_file {
+        Some(path) => {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("cannot create the key-value store's directory {}", parent.display()))?;
+            }
+            tracing::info!("Storing default key-value data to {:?}.", path.display().to_string());
+            SqliteKv::open(path).with_context(|| format!("cannot open the key-value store {}", path.display()))?
+        }
+        None => {
+            tracing::info!("Storing default key-value data to a temporary in-memory store.");
+            SqliteKv::open_in_memory()?
+        }
+    };
+    let kv = Arc::new(kv);
+    let secrets = Arc::new(app.secrets.clone());
+    let policy = Policy::resolve(&app.allowed_outbound_hosts);
+    if let Policy::Invalid(error) = &policy {
+        // Spin starts all the same and denies every outbound request; it says why at
+        // each one. Saying it once more at the start points at the cause sooner.
+        tracing::error!(
+            "Error parsing allowed outbound hosts of component {}: {}; every outbound request will be denied",
+            app.component,
+            redact(error, &secrets)
+        );
     }
-    let kv = Arc::new(SqliteKv::open(&config.kv_path)?);
     let mut dirs = app.files.clone();
     dirs.extend(config.dirs.iter().cloned());
     let stats = Arc::new(HostStats::default());
+    let pool = config.connection_pooling.then(|| Arc::new(Pool::new(stats.outbound_connections.clone())));
     let shared = Arc::new(Shared {
         engine: engine.clone(),
         pre,
         variables: Arc::new(app.variables.clone()),
-        allowed: Arc::new(app.allowed_outbound_hosts.clone()),
+        policy: Arc::new(policy),
+        pool,
         kv_labels: Arc::new(app.key_value_stores.clone()),
-        secrets: app.secrets.clone(),
+        secrets,
         app,
         kv,
         dirs,
@@ -488,6 +541,17 @@ fn plain(status: StatusCode, message: &str) -> Response<Body> {
     http::json(status, &serde_json::json!({ "error": { "code": "platform", "message": message } }))
 }
 
+/// Spin's answer when a request cannot be served (the guest trapped, or ended without
+/// a response, or its instance could not be made): `500` and no body, the reason in
+/// the log only. A body would tell the caller the host's internals, and a JSON one
+/// would look like the component's own answer.
+fn internal_error(shared: &Shared, error: &str) -> Response<Body> {
+    tracing::error!("Error processing request: {}", redact(error, &shared.secrets));
+    let mut response = Response::new(http::full(Bytes::new()));
+    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    response
+}
+
 /// One invocation: a fresh instance, the request, the limits, a log line.
 async fn invoke(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
@@ -502,6 +566,7 @@ async fn invoke(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Body> 
                 "timeouts": s.timeouts.load(Ordering::Relaxed),
                 "failures": s.failures.load(Ordering::Relaxed),
                 "outbound": s.outbound.load(Ordering::Relaxed),
+                "outboundConnections": s.outbound_connections.load(Ordering::Relaxed),
                 "peakMemory": s.peak_memory.load(Ordering::Relaxed),
             }),
         );
@@ -517,14 +582,20 @@ async fn invoke(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Body> 
     wasi.inherit_stderr();
     for (host, guest) in &shared.dirs {
         if let Err(e) = wasi.preopened_dir(host, guest, FsPerms::ReadOnly) {
-            return plain(StatusCode::INTERNAL_SERVER_ERROR, &format!("cannot mount {}: {e}", host.display()));
+            return internal_error(shared, &format!("cannot mount {}: {e}", host.display()));
         }
     }
     let ctx = Ctx {
         table: ResourceTable::new(),
         wasi: wasi.build(),
         http: WasiHttpCtx::new(),
-        hooks: Hooks { allowed: shared.allowed.clone(), stats: stats.clone() },
+        hooks: Hooks {
+            policy: shared.policy.clone(),
+            pool: shared.pool.clone(),
+            stats: stats.clone(),
+            connections: shared.stats.outbound_connections.clone(),
+            secrets: shared.secrets.clone(),
+        },
         kv: shared.kv.clone(),
         kv_labels: shared.kv_labels.clone(),
         limits: shared.limits.clone(),
@@ -546,7 +617,7 @@ async fn invoke(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Body> 
     })();
     let (incoming, out) = match prepared {
         Ok(p) => p,
-        Err(e) => return plain(StatusCode::INTERNAL_SERVER_ERROR, &format!("cannot prepare the request: {e}")),
+        Err(e) => return internal_error(shared, &format!("cannot prepare the request: {e:?}")),
     };
     let pre = shared.pre.clone();
     let run = async move {
@@ -565,31 +636,41 @@ async fn invoke(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Body> 
     };
     let answer = tokio::time::timeout(limit + Duration::from_millis(50), answer).await;
     let outcome = task.await;
-    let (status_note, busy, peak) = match &outcome {
-        Ok(Ok((Ok(peak), busy))) => ("ok".to_owned(), *busy, *peak),
+    // `failure`: the guest's error in full (with its wasm backtrace), for the log.
+    let (status_note, busy, peak, failure) = match &outcome {
+        Ok(Ok((Ok(peak), busy))) => ("ok".to_owned(), *busy, *peak, None),
         Ok(Ok((Err(e), busy))) => {
             shared.stats.failures.fetch_add(1, Ordering::Relaxed);
-            (format!("failed: {e:#}"), *busy, 0)
+            (format!("failed: {e:#}"), *busy, 0, Some(format!("guest invocation failed: {e:?}")))
         }
         Ok(Err(_)) if kill_at.is_some() => {
             shared.stats.chaos_kills.fetch_add(1, Ordering::Relaxed);
-            ("killed by chaos".to_owned(), Duration::ZERO, 0)
+            ("killed by chaos".to_owned(), Duration::ZERO, 0, None)
         }
         Ok(Err(_)) => {
             shared.stats.timeouts.fetch_add(1, Ordering::Relaxed);
-            (format!("killed: time limit of {:?}", shared.limits.time), Duration::ZERO, 0)
+            (format!("killed: time limit of {:?}", shared.limits.time), Duration::ZERO, 0, None)
         }
         Err(e) => {
             shared.stats.failures.fetch_add(1, Ordering::Relaxed);
-            (format!("panicked: {e}"), Duration::ZERO, 0)
+            (format!("panicked: {e}"), Duration::ZERO, 0, Some(format!("guest invocation panicked: {e:?}")))
         }
     };
     shared.stats.outbound.fetch_add(stats.outbound.load(Ordering::Relaxed), Ordering::Relaxed);
     shared.stats.peak_memory.fetch_max(peak as u64, Ordering::Relaxed);
-    let response = match (answer, &outcome) {
-        (Ok(Ok(response)), Ok(Ok((Ok(_), _)))) => response,
+    let response = match (answer, failure) {
+        // host-sim's own limits (Spin has none locally) keep their explanatory answer.
         _ if status_note.starts_with("killed") => plain(StatusCode::INTERNAL_SERVER_ERROR, &format!("invocation {status_note}")),
-        _ => plain(StatusCode::INTERNAL_SERVER_ERROR, &format!("invocation {}", redact(&status_note, &shared.secrets))),
+        (Ok(Ok(response)), None) => response,
+        // The whole response was out before the guest failed: Spin has sent it by
+        // then, and only logs the failure.
+        (Ok(Ok(response)), Some(failure)) => {
+            tracing::error!("Component error after response started: {}", redact(&failure, &shared.secrets));
+            response
+        }
+        (_, Some(failure)) => internal_error(shared, &failure),
+        (Ok(Err(e)), None) => internal_error(shared, &format!("{e:?}")),
+        (Err(_), None) => internal_error(shared, "the response did not end in time"),
     };
     let _serialized = shared.log_lock.lock().unwrap_or_else(|p| p.into_inner());
     tracing::info!(
