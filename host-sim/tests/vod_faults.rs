@@ -139,3 +139,72 @@ async fn events_stop_after_two_retries() {
     let next = tokio::time::timeout(Duration::from_secs(30), events.recv()).await.unwrap().unwrap();
     assert_eq!(next["data"]["fileSize"], 4);
 }
+
+/// What `faults` decides for the first `n` attempts of a request identity (the
+/// simulator's decisions are a function of its fault plan and the attempt).
+fn plan(faults: &Faults, identity: &str, n: usize) -> Vec<Option<FaultKind>> {
+    (0..n).map(|_| faults.decide(identity)).collect()
+}
+
+#[tokio::test]
+async fn an_answer_lost_after_the_service_acted_is_had_again_by_an_identical_resend() {
+    let faults = || Faults::new(0.5, &[FaultKind::Http500, FaultKind::DropAfter], 3, Duration::ZERO);
+    // A file whose InitUpload meets no fault, and whose UploadPart and FinishUpload
+    // each lose their first answer and not the second.
+    let lost_once = |plan: Vec<Option<FaultKind>>| plan[0].is_some() && plan[1].is_none();
+    let (bytes, sha) = (1..)
+        .map(|seed| {
+            let bytes = data(1000, seed);
+            let sha = sha1_hex(&bytes);
+            (bytes, sha)
+        })
+        .find(|(_, sha)| {
+            let probe = faults();
+            plan(&probe, &format!("InitUpload/{sha}/"), 1) == [None]
+                && lost_once(plan(&probe, &format!("UploadPart/{sha}/0"), 2))
+                && lost_once(plan(&probe, &format!("FinishUpload/{sha}/"), 2))
+        })
+        .unwrap();
+    let sim = sim_with(|c| c.faults = faults()).await;
+    let a = sim.addr();
+    assert_eq!(Call::init(&sha, 1000, HALF).send(a).await.code(), 0);
+
+    let part = Call::part(&sha, 0, &bytes).url(a);
+    let lost = send_raw("POST", &part, Some(bytes.clone())).await;
+    assert!(lost.as_ref().map_or(true, |answer| answer.status == 500), "{lost:?}");
+    let again = send_raw("POST", &part, Some(bytes.clone())).await.unwrap();
+    assert_eq!((again.status, again.code()), (200, 0));
+    let (_, stats) = get_json(a, "/sim/stats").await;
+    assert_eq!((&stats["partsStored"], &stats["repeats"]), (&1.into(), &1.into()), "{stats}");
+
+    let finish = Call::finish(&sha).url(a);
+    let lost = send_raw("GET", &finish, None).await;
+    assert!(lost.as_ref().map_or(true, |answer| answer.status == 500), "{lost:?}");
+    let done = send_raw("GET", &finish, None).await.unwrap();
+    assert_eq!((done.status, done.code()), (200, 0), "{done:?}");
+    let (status, stored) = get(a, &format!("/sim/files/{}", done.json["fileId"].as_str().unwrap())).await;
+    assert_eq!(status, 200);
+    assert!(stored == bytes);
+}
+
+#[tokio::test]
+async fn an_identical_finish_resend_notifies_once() {
+    let (notify_addr, mut events) = receiver(0).await;
+    let sim = sim_with(|c| c.notify_url = Some(format!("http://{notify_addr}/events"))).await;
+    let a = sim.addr();
+    let bytes = data(3000, 8);
+    let sha = sha1_hex(&bytes);
+    assert_eq!(Call::init(&sha, 3000, HALF).send(a).await.code(), 0);
+    assert_eq!(Call::part(&sha, 0, &bytes).send(a).await.code(), 0);
+    let finish = Call::finish(&sha).url(a);
+    let first = send_raw("GET", &finish, None).await.unwrap();
+    assert_eq!(first.code(), 0, "{first:?}");
+    let again = send_raw("GET", &finish, None).await.unwrap();
+    assert_eq!((again.status, &again.json), (first.status, &first.json));
+    let event = tokio::time::timeout(Duration::from_secs(30), events.recv()).await.unwrap().unwrap();
+    assert_eq!(event["data"]["fileId"], first.json["fileId"]);
+    // The next event is the next file's, not a second one for the resend.
+    assert_eq!(upload(a, &data(7, 9), HALF).await.code(), 0);
+    let next = tokio::time::timeout(Duration::from_secs(30), events.recv()).await.unwrap().unwrap();
+    assert_eq!(next["data"]["fileSize"], 7);
+}

@@ -148,3 +148,59 @@ fn requests_built_by_hand_with_curl_and_host_sim_sign() {
     assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(stdout.lines().filter(|l| l.starts_with("ok: ")).count(), 11, "{stdout}");
 }
+
+/// `text` without ANSI colour sequences (ESC [ ... m), which the log may carry.
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            chars.by_ref().find(|c| c.is_ascii_alphabetic());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn every_injected_fault_is_logged_without_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("vod.log");
+    let mut child = Command::new(BIN)
+        .args(["vod", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.path().join("data"))
+        .args(["--fault-rate", "1", "--seed", "5", "--slow-ms", "1"])
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let addr: SocketAddr = line.trim().strip_prefix("host-sim vod listening on ").unwrap().parse().unwrap();
+    // Every request meets a fault, of a kind drawn per request: 60 requests meet all six
+    // (the draw is a function of the seed and the request, so this is the same every run).
+    let mut signatures = Vec::new();
+    for i in 0..60 {
+        let call = Call::init(&sha1_hex(&data(10, i)), 10, HALF);
+        let signed = call.signed(addr);
+        signatures.push(signed.iter().find(|(k, _)| k == "Signature").unwrap().1.clone());
+        let _ = send_raw("GET", &url_of(addr, "/v2/index.php", &signed), None).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let log = strip_ansi(&std::fs::read_to_string(&log).unwrap());
+    for kind in ["Error", "Http503", "Http500", "DropBefore", "DropAfter", "Slow"] {
+        let line = log
+            .lines()
+            .find(|l| l.contains(&format!("fault=Some({kind})")))
+            .unwrap_or_else(|| panic!("no log line for fault kind {kind}:\n{log}"));
+        assert!(line.contains("InitUpload") && line.contains("file_sha="), "{line}");
+    }
+    assert!(!log.contains(DEV_SECRET_KEY), "the secret key is logged");
+    for signature in &signatures {
+        assert!(!log.contains(signature.as_str()), "a signature is logged");
+    }
+}

@@ -251,7 +251,7 @@ async fn common_parameter_errors_name_the_parameter() {
     base().without("Region").send(a).await.refused(-10001, "Region");
     base().with("Timestamp", "yesterday").send(a).await.refused(-10001, "Timestamp");
     base().without("Timestamp").send(a).await.refused(-10001, "Timestamp");
-    base().with("Nonce", "0").send(a).await.refused(-10001, "Nonce");
+    base().with("Nonce", "-5").send(a).await.refused(-10001, "Nonce");
     base().without("Nonce").send(a).await.refused(-10001, "Nonce");
     base().without("SecretId").send(a).await.refused(-10001, "SecretId");
     base().with("SignatureMethod", "HmacMD5").with("Signature", "AAAA").send(a).await.refused(-10001, "SignatureMethod");
@@ -267,10 +267,10 @@ async fn protocol_parameter_errors_name_the_parameter() {
     base().with("fileName", "a:b").send(a).await.refused(-10003, "fileName");
     base().with("fileName", "").send(a).await.refused(-10003, "fileName");
     base().with("fileSha", "123").send(a).await.refused(-10003, "fileSha");
-    base().with("fileSize", "0").send(a).await.refused(-10003, "fileSize");
+    base().with("fileSize", "-1").send(a).await.refused(-10003, "fileSize");
     base().with("dataSize", "65536").send(a).await.refused(-10003, "dataSize");
     base().without("fileType").send(a).await.refused(-10003, "fileType");
-    base().with("tags.1", "").send(a).await.refused(-10003, "tags.1");
+    base().with("fileName", "a\"b").send(a).await.refused(-10003, "fileName");
     base().with("classId", "-3").send(a).await.refused(-10003, "classId");
     base().with("isScreenshot", "yes").send(a).await.refused(-10003, "isScreenshot");
     Call::finish("zz").send(a).await.refused(-10003, "fileSha");
@@ -349,7 +349,7 @@ async fn signature_failures() {
 }
 
 #[tokio::test]
-async fn replayed_request_is_refused() {
+async fn a_replayed_request_gets_the_first_answer() {
     let sim = sim().await;
     let bytes = data(100, 14);
     let sha = sha1_hex(&bytes);
@@ -357,11 +357,21 @@ async fn replayed_request_is_refused() {
     let url = Call::part(&sha, 0, &bytes).url(sim.addr());
     let first = send_raw("POST", &url, Some(bytes.clone())).await.unwrap();
     assert_eq!(first.code(), 0);
-    send_raw("POST", &url, Some(bytes.clone())).await.unwrap().refused(-10002, "Nonce");
+    let again = send_raw("POST", &url, Some(bytes.clone())).await.unwrap();
+    assert_eq!((again.status, &again.json), (first.status, &first.json));
+    let (_, stats) = get_json(sim.addr(), "/sim/stats").await;
+    assert_eq!((&stats["partsStored"], &stats["partsResent"], &stats["repeats"]), (&1.into(), &0.into(), &1.into()));
     // The same Nonce with another Timestamp is a different request.
     let nonce = url.split("Nonce=").nth(1).unwrap().split('&').next().unwrap().to_owned();
     let fresh = Call::part(&sha, 0, &bytes).with("Nonce", &nonce).with("Timestamp", &(now() - 1).to_string());
     assert_eq!(fresh.send(sim.addr()).await.code(), 0);
+    let (_, stats) = get_json(sim.addr(), "/sim/stats").await;
+    assert_eq!((&stats["partsStored"], &stats["partsResent"]), (&2.into(), &1.into()));
+    // A replay from outside the Timestamp window is refused as stale, as any request.
+    let stale = Call::part(&sha, 0, &bytes).with("Timestamp", &(now() - 301).to_string());
+    let url = stale.url(sim.addr());
+    send_raw("POST", &url, Some(bytes.clone())).await.unwrap().refused(-10002, "Timestamp");
+    send_raw("POST", &url, Some(bytes.clone())).await.unwrap().refused(-10002, "Timestamp");
 }
 
 #[tokio::test]

@@ -90,6 +90,9 @@ pub struct Counters {
     pub parts_resent: AtomicU64,
     /// UploadPart requests refused because the file was already finished.
     pub parts_after_finish: AtomicU64,
+    /// Identical repeats of a signed request, answered with the first answer and
+    /// changing nothing.
+    pub repeats: AtomicU64,
 }
 
 impl Counters {
@@ -103,6 +106,7 @@ impl Counters {
             "partsStored": n(&self.parts_stored),
             "partsResent": n(&self.parts_resent),
             "partsAfterFinish": n(&self.parts_after_finish),
+            "repeats": n(&self.repeats),
         })
     }
 }
@@ -192,6 +196,8 @@ async fn api(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>
     if q.get("Action") == Some("UploadPart") {
         state.counters.part_requests.fetch_add(1, Ordering::Relaxed);
     }
+    let (action, file_sha, offset) =
+        (q.get("Action").unwrap_or("-"), q.get("fileSha").unwrap_or("-"), q.get("offset").unwrap_or("-"));
     let identity = format!(
         "{}/{}/{}",
         q.get("Action").unwrap_or(""),
@@ -202,11 +208,24 @@ async fn api(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>
     if fault.is_some() {
         state.counters.faults.fetch_add(1, Ordering::Relaxed);
     }
+    // Faults that strike before the service acts never reach the "vod call" line below,
+    // so each is logged here, with the same fields: what was asked, which fault, and
+    // what the caller got instead. Never a secret: no SecretId, no Signature.
+    let refused_before = |answer: &str| {
+        tracing::info!(action, file_sha, offset, fault = ?fault, answer, "vod call not served: injected fault before the service acted");
+    };
     match fault {
-        Some(FaultKind::DropBefore) => return Err(Dropped),
-        Some(FaultKind::Http503) => return Ok(http::text(StatusCode::SERVICE_UNAVAILABLE, "<html><body>503 Service Unavailable</body></html>")),
+        Some(FaultKind::DropBefore) => {
+            refused_before("connection closed, no answer");
+            return Err(Dropped);
+        }
+        Some(FaultKind::Http503) => {
+            refused_before("HTTP 503");
+            return Ok(http::text(StatusCode::SERVICE_UNAVAILABLE, "<html><body>503 Service Unavailable</body></html>"));
+        }
         Some(FaultKind::Error) => {
             let code = if q.get("Action") == Some("FinishUpload") { reply::READ_CACHE } else { reply::WRITE_CACHE };
+            refused_before(&format!("code {code}, canRetry 1"));
             return Ok(http::json(StatusCode::OK, &Reject::cache(code, "injected fault: cache temporarily unavailable").to_json()));
         }
         Some(FaultKind::Slow) => tokio::time::sleep(state.faults.slow).await,
@@ -221,32 +240,86 @@ async fn api(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>
         .unwrap_or_default();
     let path = req.uri().path().to_owned();
     let started = Instant::now();
-    let answer = match handle(&state, &method, &host, &path, &q, req.into_body()).await {
-        Ok(v) => v,
-        Err(reject) => reject.to_json(),
-    };
+    let served = handle(&state, &method, &host, &path, &q, req.into_body()).await;
     tracing::info!(
-        action = q.get("Action").unwrap_or("-"),
-        file_sha = q.get("fileSha").unwrap_or("-"),
-        offset = q.get("offset").unwrap_or("-"),
-        code = answer["code"].as_i64().unwrap_or(0),
+        action,
+        file_sha,
+        offset,
+        code = served.code,
         ms = started.elapsed().as_millis() as u64,
         fault = ?fault,
+        repeat = served.repeat,
         "vod call"
     );
     match fault {
         Some(FaultKind::DropAfter) => Err(Dropped),
         Some(FaultKind::Http500) => Ok(http::text(StatusCode::INTERNAL_SERVER_ERROR, "<html><body>500 Internal Server Error</body></html>")),
-        _ => Ok(http::json(StatusCode::OK, &answer)),
+        _ => Ok(Response::builder()
+            .status(StatusCode::OK)
+            .header("content-type", "application/json")
+            .body(http::full(served.body))
+            .expect("valid response")),
     }
 }
 
-async fn handle(state: &Arc<State>, method: &Method, host: &str, path: &str, q: &Query, body: Incoming) -> Result<Value, Reject> {
-    let common = params::common(q)?;
-    if common.action == Action::UploadPart && method != Method::POST {
-        return Err(Reject::common("UploadPart must be sent by POST with the part as the body"));
+/// The service's answer to one protocol request.
+struct Served {
+    /// The answer's `code`.
+    code: i64,
+    /// The JSON as sent: a repeat's is the first answer's, byte for byte.
+    body: Bytes,
+    /// Whether this is an identical repeat answered with the first answer.
+    repeat: bool,
+}
+
+impl Served {
+    fn new(answer: &Value) -> Self {
+        let body = Bytes::from(serde_json::to_vec(answer).expect("JSON values serialize"));
+        Served { code: answer["code"].as_i64().unwrap_or(0), body, repeat: false }
     }
-    state.auth.check(&common, method.as_str(), host, path, q, now_unix())?;
+}
+
+/// Whether an identical repeat of a refused request gets this refusal again. Not when
+/// it says that nothing was done and retrying may succeed (canRetry 1: a rate limit, a
+/// storage failure), since a repeat would then be refused for good while told to retry;
+/// nor when the body that arrived is not the one signed for (-10006: cut short, too
+/// long, or not matching the signed dataSize and dataMd5), since the body is not part
+/// of the signature and a repeat may carry the right one. Either way the refused
+/// request changed nothing, so running the repeat cannot do anything twice.
+fn repeats_get(reject: &Reject) -> bool {
+    !reject.can_retry && reject.code != reply::BODY
+}
+
+async fn handle(state: &Arc<State>, method: &Method, host: &str, path: &str, q: &Query, body: Incoming) -> Served {
+    let admitted = async {
+        let common = params::common(q)?;
+        if common.action == Action::UploadPart && method != Method::POST {
+            return Err(Reject::common("UploadPart must be sent by POST with the part as the body"));
+        }
+        let admission = state.auth.admit(&common, method.as_str(), host, path, q, now_unix()).await?;
+        Ok((common, admission))
+    };
+    match admitted.await {
+        Err(reject) => Served::new(&reject.to_json()),
+        Ok((_, auth::Admission::Repeat(first))) => {
+            state.counters.repeats.fetch_add(1, Ordering::Relaxed);
+            // The repeat's body is read and thrown away, so the connection stays usable
+            // (an unread body would leave the client writing into a closed socket).
+            let _ = read_body(body, PART_SIZES[PART_SIZES.len() - 1] as usize).await;
+            Served { code: first.code, body: first.body, repeat: true }
+        }
+        Ok((common, auth::Admission::First(ticket))) => {
+            let result = act(state, &common, q, body).await;
+            let kept = result.as_ref().err().is_none_or(repeats_get);
+            let served = Served::new(&result.unwrap_or_else(|reject| reject.to_json()));
+            ticket.settle(kept.then(|| auth::Remembered { code: served.code, body: served.body.clone() }));
+            served
+        }
+    }
+}
+
+/// Runs an admitted request: the rate limit, then the action.
+async fn act(state: &Arc<State>, common: &params::Common, q: &Query, body: Incoming) -> Result<Value, Reject> {
     state.limiter.take(&common.secret_id, common.action, Instant::now()).map_err(|limit| {
         Reject::rate_limited(format!(
             "rate limit exceeded: at most {limit} {} calls per minute per SecretId",

@@ -1,5 +1,10 @@
 //! Reading and validating request parameters: the common ones (-10001) and each
 //! action's own (-10003). Pure functions over the decoded query string.
+//!
+//! Every rule here is one that `shared/docs/vod-upload-protocol.md` states (or that
+//! follows from what it states), and each names its section there ("the document"
+//! below). Rules the document does not state are not enforced: the simulator must
+//! accept whatever a client following the document may send.
 
 use super::reply::Reject;
 use vod_uploader::hex;
@@ -11,11 +16,7 @@ pub struct Query {
     pairs: Vec<(String, String)>,
 }
 
-/// At most this many tags.
-pub const MAX_TAGS: usize = 16;
-/// A tag's limit in characters.
-pub const MAX_TAG_CHARS: usize = 32;
-/// The documented regions.
+/// The documented regions (the document, "Common parameters": Region).
 pub const REGIONS: &[&str] = &["bj", "gz", "sh", "hk", "ca"];
 
 impl Query {
@@ -32,7 +33,8 @@ impl Query {
         self.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
-    /// The value of `name`; a name sent with `_` for `.` (PHP style) counts too.
+    /// The value of `name`; a name sent with `_` for `.` (PHP style) counts too (the
+    /// document, "Signature (API v2)", step 3).
     pub fn get(&self, name: &str) -> Option<&str> {
         self.pairs
             .iter()
@@ -40,6 +42,8 @@ impl Query {
             .map(|(_, v)| v.as_str())
     }
 
+    /// A parameter the document lists as required; an empty value gives nothing, so it
+    /// counts as missing.
     fn required(&self, name: &str, code: fn(String) -> Reject) -> Result<&str, Reject> {
         match self.get(name) {
             Some(v) if !v.is_empty() => Ok(v),
@@ -79,7 +83,7 @@ pub struct Common {
     pub region: String,
     /// Timestamp in Unix seconds (milliseconds, as the Node.js SDK sent, are converted).
     pub timestamp: i64,
-    /// Nonce.
+    /// Nonce (any uint, 0 included).
     pub nonce: u64,
     /// SecretId.
     pub secret_id: String,
@@ -87,9 +91,11 @@ pub struct Common {
     pub signature: String,
 }
 
+/// A required parameter the document types as uint or Integer.
 fn parse_uint(q: &Query, name: &str, code: fn(String) -> Reject) -> Result<u64, Reject> {
     let v = q.required(name, code)?;
-    // Digits only: no sign, no spaces, no hex; u64 range.
+    // Digits only: no sign, no spaces, no hex; u64 range (the document gives none, and
+    // no client sends more than 64 bits).
     if !v.bytes().all(|b| b.is_ascii_digit()) {
         return Err(code(format!("{name} must be a non-negative integer, got {v:?}")));
     }
@@ -97,28 +103,36 @@ fn parse_uint(q: &Query, name: &str, code: fn(String) -> Reject) -> Result<u64, 
 }
 
 /// Reads the common parameters, or says which one is wrong (-10001; a missing
-/// `Signature` is -10002).
+/// `Signature` is -10002). The document, "Common parameters": all but SignatureMethod
+/// are required.
 pub fn common(q: &Query) -> Result<Common, Reject> {
+    // Action: one of the three actions the document describes.
     let action = match q.required("Action", Reject::common)? {
         "InitUpload" => Action::InitUpload,
         "UploadPart" => Action::UploadPart,
         "FinishUpload" => Action::FinishUpload,
         other => return Err(Reject::common(format!("Action {other:?} is not one of InitUpload, UploadPart, FinishUpload"))),
     };
+    // Region: "one of bj, gz, sh, hk, ca".
     let region = q.required("Region", Reject::common)?;
     if !REGIONS.contains(&region) {
         return Err(Reject::common(format!("Region {region:?} is not one of {}", REGIONS.join(", "))));
     }
+    // Timestamp: uint, "Unix seconds (the Node.js SDK sent milliseconds)".
     let mut timestamp = parse_uint(q, "Timestamp", Reject::common)?;
     if timestamp >= 100_000_000_000 {
         // Milliseconds (the Node.js SDK sent those).
         timestamp /= 1000;
     }
+    // Nonce: typed uint, so 0 is accepted. The document's "random positive integer"
+    // says what a sender draws (the uploader sends at least 1); the simulator accepts
+    // what clients send (the document's opening: "the simulator must accept what the
+    // SDKs sent"), and no check here depends on the Nonce's value: replays are known
+    // by their signature (see `auth`).
     let nonce = parse_uint(q, "Nonce", Reject::common)?;
-    if nonce == 0 {
-        return Err(Reject::common("Nonce must be a positive integer"));
-    }
     let secret_id = q.required("SecretId", Reject::common)?.to_owned();
+    // SignatureMethod: "HmacSHA256 selects SHA-256; absent or HmacSHA1 means SHA-1";
+    // under any other value the signature cannot be checked.
     if let Some(method) = q.get("SignatureMethod") {
         if method != "HmacSHA1" && method != "HmacSHA256" {
             return Err(Reject::common(format!("SignatureMethod {method:?} is not HmacSHA1 or HmacSHA256")));
@@ -128,7 +142,9 @@ pub fn common(q: &Query) -> Result<Common, Reject> {
     Ok(Common { action, region: region.to_owned(), timestamp: timestamp as i64, nonce, secret_id, signature })
 }
 
-/// `fileSha`: 40 hex digits, returned lower-cased (the C# SDK sent upper case).
+/// `fileSha`: 40 hex digits, returned lower-cased (the document, "InitUpload": "SHA-1
+/// of the whole file, 40 lower-case hex digits"; upper case is accepted because the C#
+/// SDK sent it, "What the vendor's SDKs did").
 pub fn file_sha(q: &Query) -> Result<String, Reject> {
     let v = q.required("fileSha", Reject::param)?;
     if !hex::is_hex(v, 40) {
@@ -139,7 +155,13 @@ pub fn file_sha(q: &Query) -> Result<String, Reject> {
 
 /// Reads InitUpload's parameters, or names the one that is wrong (-10003). The
 /// result is the protocol's own [`InitUpload`]: one definition for both sides.
+///
+/// The document, "InitUpload": fileName, fileSha, fileSize, dataSize and fileType are
+/// required. fileType and tags.N have no rules beyond that: any fileType ("usually the
+/// extension"), any number of tags of any content.
 pub fn init(q: &Query) -> Result<InitUpload, Reject> {
+    // fileName: "at most 40 bytes, without the extension; must not contain
+    // \ / : * ? " < > |".
     let file_name = q.required("fileName", Reject::param)?;
     if file_name.len() > MAX_FILE_NAME_BYTES {
         return Err(Reject::param(format!(
@@ -147,31 +169,26 @@ pub fn init(q: &Query) -> Result<InitUpload, Reject> {
             file_name.len()
         )));
     }
-    if let Some(c) = file_name.chars().find(|c| FORBIDDEN_NAME_CHARS.contains(c) || c.is_control()) {
-        return Err(Reject::param(format!(
-            "fileName must not contain {c:?} (forbidden: \\ / : * ? \" < > | and control characters)"
-        )));
+    if let Some(c) = file_name.chars().find(|c| FORBIDDEN_NAME_CHARS.contains(c)) {
+        return Err(Reject::param(format!("fileName must not contain {c:?} (forbidden: \\ / : * ? \" < > |)")));
     }
     let file_sha = file_sha(q)?;
+    // fileSize: bytes (the seed page: Integer). An empty file is not excluded.
     let file_size = parse_uint(q, "fileSize", Reject::param)?;
-    if file_size == 0 {
-        return Err(Reject::param("fileSize must be greater than 0"));
-    }
+    // dataSize: "524288 or 1048576 only".
     let data_size = parse_uint(q, "dataSize", Reject::param)?;
     if !PART_SIZES.contains(&data_size) {
         return Err(Reject::param(format!("dataSize must be 524288 or 1048576, got {data_size}")));
     }
     let file_type = q.required("fileType", Reject::param)?;
-    if file_type.len() > 16 || !file_type.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return Err(Reject::param(format!(
-            "fileType must be 1 to 16 ASCII letters or digits (an extension such as mp4), got {file_type:?}"
-        )));
-    }
-    let tags = tags(q)?;
+    let tags = tags(q);
+    // classId: "integer category id". Negative ids are refused: the protocol's shared
+    // `InitUpload` holds it as u64.
     let class_id = match q.get("classId") {
         None => None,
         Some(_) => Some(parse_uint(q, "classId", Reject::param)?),
     };
+    // isTranscode, isScreenshot, isWatermark: "0 or 1, default 0".
     let mut flags = [false; 3];
     for (flag, name) in flags.iter_mut().zip(["isTranscode", "isScreenshot", "isWatermark"]) {
         *flag = match q.get(name) {
@@ -195,42 +212,39 @@ pub fn init(q: &Query) -> Result<InitUpload, Reject> {
     })
 }
 
-/// `tags.N` (or `tag.N`, as the official SDKs sent), ordered by N.
-fn tags(q: &Query) -> Result<Vec<String>, Reject> {
-    let mut tags: Vec<(u32, String)> = Vec::new();
+/// `tags.N` (or `tag.N`, as the official SDKs sent), ordered by N; values with the same N
+/// in the order sent. A name such as `tags.x` is not a tag but an unknown parameter,
+/// which the document says a server must ignore ("Common parameters").
+fn tags(q: &Query) -> Vec<String> {
+    let mut tags: Vec<(u64, String)> = Vec::new();
     for (name, value) in q.pairs() {
         let name = name.replace('_', ".");
         let Some(index) = name.strip_prefix("tags.").or_else(|| name.strip_prefix("tag.")) else {
             continue;
         };
-        let Ok(n) = index.parse::<u32>() else {
-            return Err(Reject::param(format!("{name} is not a tag parameter: use tags.1, tags.2, ...")));
-        };
-        if tags.iter().any(|(m, _)| *m == n) {
-            return Err(Reject::param(format!("{name} is given twice")));
+        if index.is_empty() || !index.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
         }
-        if value.is_empty() || value.chars().count() > MAX_TAG_CHARS || value.chars().any(char::is_control) {
-            return Err(Reject::param(format!(
-                "{name} must be 1 to {MAX_TAG_CHARS} characters without control characters"
-            )));
-        }
-        tags.push((n, value.to_owned()));
+        // Digits only, so this fails only past u64, where every N is the same "last".
+        tags.push((index.parse().unwrap_or(u64::MAX), value.to_owned()));
     }
-    if tags.len() > MAX_TAGS {
-        return Err(Reject::param(format!("at most {MAX_TAGS} tags.N are allowed, got {}", tags.len())));
-    }
-    tags.sort();
-    Ok(tags.into_iter().map(|(_, v)| v).collect())
+    tags.sort_by_key(|(n, _)| *n);
+    tags.into_iter().map(|(_, v)| v).collect()
 }
 
-/// Reads UploadPart's parameters, or names the one that is wrong (-10003).
+/// Reads UploadPart's parameters, or names the one that is wrong (-10003). The
+/// document, "UploadPart": fileSha, offset, dataSize and dataMd5 are its parameters.
 pub fn part(q: &Query) -> Result<UploadPart, Reject> {
     let file_sha = file_sha(q)?;
     let offset = parse_uint(q, "offset", Reject::param)?;
     let data_size = parse_uint(q, "dataSize", Reject::param)?;
+    // dataSize is "this part's length": the session's dataSize or, for the last part,
+    // what is left of the file; never 0.
     if data_size == 0 {
         return Err(Reject::param("dataSize must be greater than 0"));
     }
+    // dataMd5: "MD5 of this part's bytes, 32 lower-case hex digits" (upper case is
+    // accepted, as for fileSha).
     let md5 = q.required("dataMd5", Reject::param)?;
     if !hex::is_hex(md5, 32) {
         return Err(Reject::param(format!("dataMd5 must be 32 hex digits (the part's MD5), got {md5:?}")));
@@ -263,13 +277,31 @@ mod tests {
     fn limits_are_inclusive() {
         let name40 = "n".repeat(40);
         assert!(init(&q(&format!("fileName={name40}&fileSha={SHA}&fileSize=1&dataSize=524288&fileType=mp4"))).is_ok());
-        assert!(init(&init_q("").clone_with("fileType", &"a".repeat(16))).is_ok());
-        assert!(init(&init_q("").clone_with("fileType", &"a".repeat(17))).is_err());
-        assert!(init(&init_q(&format!("&tags.1={}", "é".repeat(32)))).is_ok());
-        assert!(init(&init_q(&format!("&tags.1={}", "é".repeat(33)))).is_err());
-        assert!(init(&init_q("&tags.1=a%07b")).is_err());
-        let sixteen: String = (1..=16).map(|i| format!("&tags.{i}=t")).collect();
-        assert_eq!(init(&init_q(&sixteen)).unwrap().tags.len(), 16);
+        let name40 = "é".repeat(20);
+        assert!(init(&q(&format!("fileName={name40}&fileSha={SHA}&fileSize=1&dataSize=524288&fileType=mp4"))).is_ok());
+        assert!(init(&q(&format!("fileName={name40}n&fileSha={SHA}&fileSize=1&dataSize=524288&fileType=mp4"))).is_err());
+    }
+
+    #[test]
+    fn rules_the_document_does_not_state_are_not_enforced() {
+        // Any number of tags, of any length and content (the document: "tags.N | no |
+        // tags.1, tags.2, ...").
+        let many: String = (1..=40).map(|i| format!("&tags.{i}=t{i}")).collect();
+        let p = init(&init_q(&many)).unwrap();
+        assert_eq!((p.tags.len(), p.tags[39].as_str()), (40, "t40"));
+        let long = "é".repeat(200);
+        assert_eq!(init(&init_q(&format!("&tags.1={long}&tags.2=&tags.3=a%07b"))).unwrap().tags, vec![long.as_str(), "", "a\u{7}b"]);
+        // The same N twice keeps both, in the order sent; `tags.x` is an unknown
+        // parameter, ignored.
+        assert_eq!(init(&init_q("&tags.2=b&tag.1=a&tags.1=c&tags.x=1&tags.=2")).unwrap().tags, vec!["a", "c", "b"]);
+        // Any fileType ("usually the extension").
+        for file_type in ["mp4-hd", "m3u8", "MP4", "a".repeat(17).as_str(), "tar.gz", "视频"] {
+            assert_eq!(init(&init_q("").clone_with("fileType", file_type)).unwrap().file_type, file_type);
+        }
+        // An empty file; a fileName with control characters (only \ / : * ? " < > |
+        // are forbidden).
+        assert_eq!(init(&init_q("").clone_with("fileSize", "0")).unwrap().file_size, 0);
+        assert_eq!(init(&init_q("").clone_with("fileName", "a\tb")).unwrap().file_name, "a\tb");
     }
 
     impl Query {
@@ -299,14 +331,15 @@ mod tests {
             ("fileName=a%2Fb", "fileName"),
             ("fileName=a%7Cb", "fileName"),
             ("fileSha=abc", "fileSha"),
-            ("fileSize=0", "fileSize"),
             ("fileSize=-1", "fileSize"),
             ("dataSize=1000", "dataSize"),
-            ("fileType=m.p4", "fileType"),
+            ("fileType=", "fileType"),
             ("classId=x", "classId"),
             ("isTranscode=2", "isTranscode"),
-            ("tags.x=1", "tags.x"),
-            ("tags.1=", "tags.1"),
+            ("fileName=a%3Fb", "fileName"),
+            ("fileName=a%22b", "fileName"),
+            ("dataSize=524289", "dataSize"),
+            ("isWatermark=01", "isWatermark"),
         ];
         for (override_, named) in cases {
             let (key, _) = override_.split_once('=').unwrap();
@@ -318,8 +351,6 @@ mod tests {
             assert_eq!(err.code, -10003, "{override_}");
             assert!(err.message.contains(named), "{override_}: {}", err.message);
         }
-        let many: String = (1..=17).map(|i| format!("&tags.{i}=t")).collect();
-        assert!(init(&init_q(&many)).unwrap_err().message.contains("tags"));
     }
 
     #[test]
@@ -339,11 +370,15 @@ mod tests {
         let c = common(&q(ok)).unwrap();
         assert_eq!((c.action, c.timestamp, c.nonce), (Action::InitUpload, 1_700_000_000, 5));
         assert_eq!(common(&q(&ok.replace("1700000000", "1700000000123"))).unwrap().timestamp, 1_700_000_000);
+        // Nonce is a uint: 0 is one.
+        assert_eq!(common(&q(&ok.replace("Nonce=5", "Nonce=0"))).unwrap().nonce, 0);
+        assert_eq!(common(&q(&ok.replace("Nonce=5", "Nonce=18446744073709551615"))).unwrap().nonce, u64::MAX);
         for (from, to, named, code) in [
             ("Action=InitUpload", "Action=Upload", "Action", -10001),
             ("Region=gz", "Region=mars", "Region", -10001),
             ("Timestamp=1700000000", "Timestamp=17e8", "Timestamp", -10001),
-            ("Nonce=5", "Nonce=0", "Nonce", -10001),
+            ("Nonce=5", "Nonce=", "Nonce", -10001),
+            ("Nonce=5", "Nonce=0x5", "Nonce", -10001),
             ("Nonce=5", "Nonce=-5", "Nonce", -10001),
             ("SecretId=id", "SecretId=", "SecretId", -10001),
             ("&Signature=s", "", "Signature", -10002),

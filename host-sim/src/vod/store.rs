@@ -202,6 +202,9 @@ impl Store {
     /// Creates `session` unless one exists for its SHA-1; returns the session in force
     /// (the earlier one wins, so its part size stays fixed) and whether it is new.
     pub fn create_session(&self, session: &Session) -> Result<(Session, bool)> {
+        // The data file exists from the start (without truncating one already there),
+        // so that a file of 0 bytes, which has no parts, can be hashed and served too.
+        OpenOptions::new().create(true).write(true).truncate(false).open(self.data_path(&session.file_sha))?;
         let flags = session.flags.iter().enumerate().map(|(i, f)| (*f as i64) << i).sum::<i64>();
         let created = self.conn().execute(
             "INSERT OR IGNORE INTO sessions VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -347,6 +350,15 @@ mod tests {
         other_flags.flags = [false, true, false];
         assert_eq!(store.create_session(&other_flags).unwrap().0.flags, [false, true, false]);
         assert_eq!(store.parts(&first.file_sha).unwrap(), vec![Part { offset: 524_288, size: 475_712, md5: "m".into() }]);
+    }
+
+    #[test]
+    fn an_empty_file_has_a_data_file_to_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (s, _) = store.create_session(&session(0)).unwrap();
+        assert_eq!(s.part_count(), 0);
+        assert_eq!(store.hash_data(&s.file_sha, 0).unwrap(), "da39a3ee5e6b4b0d3255bfef95601890afd80709");
     }
 
     #[test]
