@@ -1,9 +1,10 @@
 //! `host-sim vod`: a faithful simulator of the VOD server-upload API (legacy v2).
 //!
-//! Layout: [`params`] reads and validates requests, [`auth`] checks signatures,
-//! [`store`] keeps sessions, parts and files, [`faults`] and [`ratelimit`] shape the
-//! service's behaviour, [`notify`] sends upload-complete events; this module is the
-//! HTTP handler that ties them together.
+//! Layout: [`params`] reads and validates requests, [`auth`] checks signatures and
+//! knows replays (the same signed request sent again gets the first answer and
+//! changes nothing), [`store`] keeps sessions, parts and files, [`faults`] and
+//! [`ratelimit`] shape the service's behaviour, [`notify`] sends upload-complete
+//! events; this module is the HTTP handler that ties them together.
 
 pub mod auth;
 pub mod faults;
@@ -293,6 +294,7 @@ fn repeats_get(reject: &Reject) -> bool {
 async fn handle(state: &Arc<State>, method: &Method, host: &str, path: &str, q: &Query, body: Incoming) -> Served {
     let admitted = async {
         let common = params::common(q)?;
+        // The document, "Transport": UploadPart is POST only (the others take GET or POST).
         if common.action == Action::UploadPart && method != Method::POST {
             return Err(Reject::common("UploadPart must be sent by POST with the part as the body"));
         }
@@ -369,6 +371,8 @@ async fn init(state: &Arc<State>, q: &Query) -> Result<Value, Reject> {
         flags: [p.is_transcode, p.is_screenshot, p.is_watermark],
         created_at: now_unix(),
     })?;
+    // The document, "InitUpload": fileSha is "SHA-1 of the whole file", so one fileSha
+    // names one file, of one size; code 1 resumes that file's session.
     if session.file_size != p.file_size {
         return Err(Reject::param(format!(
             "fileSize {} differs from fileSize {} of the open session for this fileSha",
@@ -395,6 +399,7 @@ async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, Reject> {
 }
 
 async fn upload_part(state: &Arc<State>, q: &Query, body: Incoming) -> Result<Value, Reject> {
+    // No part is longer than the largest dataSize the document allows ("InitUpload").
     let max_part = PART_SIZES[PART_SIZES.len() - 1] as usize;
     let bytes = read_body(body, max_part).await?;
     let p = params::part(q)?;
@@ -409,6 +414,11 @@ async fn upload_part(state: &Arc<State>, q: &Query, body: Incoming) -> Result<Va
             None => Reject::param(format!("fileSha {} has no upload session: call InitUpload first", p.file_sha)),
         });
     };
+    // The document, "UploadPart": offset is "a multiple of the session's dataSize",
+    // dataSize is "this part's length: the session's dataSize, except the last part
+    // which may be shorter", and "the body is exactly the part's bytes", whose MD5
+    // dataMd5 is. A part starts inside the file (its example: 6,000,000 bytes, parts at
+    // 0 ... 5242880).
     if p.offset >= session.file_size {
         return Err(Reject::param(format!("offset {} is not inside the file (fileSize {})", p.offset, session.file_size)));
     }
@@ -455,6 +465,9 @@ async fn finish(state: &Arc<State>, q: &Query) -> Result<Value, Reject> {
     let Some(session) = state.store.session(&sha)? else {
         return Err(Reject::param(format!("fileSha {sha} has no upload session: call InitUpload first")));
     };
+    // The document, "FinishUpload" ends the upload of the file fileSha names ("SHA-1 of
+    // the whole file", "InitUpload"): every part must be held, and together they must be
+    // that file.
     let held: HashMap<u64, u64> = state.store.parts(&sha)?.into_iter().map(|p| (p.offset, p.size)).collect();
     let missing: Vec<u64> = (0..session.part_count())
         .map(|i| i * session.data_size)

@@ -180,6 +180,7 @@ pub fn init(q: &Query) -> Result<InitUpload, Reject> {
     if !PART_SIZES.contains(&data_size) {
         return Err(Reject::param(format!("dataSize must be 524288 or 1048576, got {data_size}")));
     }
+    // fileType: "usually the extension: mp4, flv, ...", and nothing more.
     let file_type = q.required("fileType", Reject::param)?;
     let tags = tags(q);
     // classId: "integer category id". Negative ids are refused: the protocol's shared
