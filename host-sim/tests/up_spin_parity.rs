@@ -430,6 +430,38 @@ async fn one_invalid_allowed_host_denies_every_outbound_request() {
     assert!(runtime.log().contains("Invalid allowed host \"127.0.0.1:1,http://127.0.0.1\""), "{}", runtime.log());
 }
 
+/// 2. An entry invalid as written (not through a variable's run-time value) stops the
+///    app from loading, in Spin as in host-sim, with the same reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_literal_allowed_host_stops_the_load() {
+    let b = backends().await;
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = app_copy(dir.path(), |m| {
+        let hosts = m["component"]["vod-uploader"]["allowed_outbound_hosts"].as_array_mut().unwrap();
+        hosts.push("http://127.0.0.1:1,http://127.0.0.1:2".into());
+    });
+    let vars = variables(b.sim.addr, b.files.addr, &[]);
+    let refused = |mut cmd: Command| {
+        for v in &vars {
+            cmd.args(["--variable", v]);
+        }
+        let out = cmd.stdin(Stdio::null()).output().unwrap();
+        assert!(!out.status.success(), "it started");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let kv = dir.path().join("kv.sqlite");
+    let mut cmd = Command::new(host_sim_bin());
+    cmd.args(["up", "--listen", "127.0.0.1:0", "--manifest"]).arg(&manifest).arg("--kv").arg(&kv);
+    let why = refused(cmd);
+    assert!(why.contains("`allowed_outbound_hosts` is malformed") && why.contains("Invalid allowed host \"127.0.0.1:1,http://127.0.0.1\""), "{why}");
+
+    let Some(spin) = real_spin("an_invalid_literal_allowed_host_stops_the_load") else { return };
+    let mut cmd = Command::new(spin);
+    cmd.args(["up", "--listen", "127.0.0.1:0", "-f"]).arg(&manifest).arg("--state-dir").arg(dir.path().join("spin-state"));
+    let why = refused(cmd);
+    assert!(why.contains("`allowed_outbound_hosts` is malformed") && why.contains("Invalid allowed host \"127.0.0.1:1,http://127.0.0.1\""), "{why}");
+}
+
 /// A component that traps at once, its handler a function named after a secret (so
 /// that the wasm backtrace in the log holds the secret, to be redacted).
 const TRAP_WAT: &str = r#"(component

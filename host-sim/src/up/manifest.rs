@@ -229,4 +229,52 @@ mod tests {
         let env = BTreeMap::from([("SPIN_VARIABLE_SOURCE_ORIGIN".to_string(), "http://h:1".to_string())]);
         assert_eq!(load(&path, &given[..3], &env).unwrap().variables["source_origin"], "http://h:1");
     }
+
+    /// Spin 3.6.3 starts with an undeclared `--variable` and ignores it.
+    #[test]
+    fn undeclared_variables_are_ignored_by_name() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../spin.toml");
+        let given = vec![
+            ("vod_secret_id".to_string(), "AKID".to_string()),
+            ("vod_secret_key".into(), "k".into()),
+            ("api_token".into(), "t".into()),
+            ("source_origin".into(), "http://127.0.0.1:8080".into()),
+            ("not_declared".into(), "v1".into()),
+            ("not_declared".into(), "v2".into()),
+        ];
+        let app = load(&path, &given, &BTreeMap::new()).unwrap();
+        assert_eq!(app.ignored_variables, vec!["not_declared"]);
+        assert!(!app.variables.contains_key("not_declared"));
+    }
+
+    /// A manifest of one component allowing `hosts`, with a variable `v` declared by
+    /// `v_decl`; loaded with `given`.
+    fn load_hosts(hosts: &str, v_decl: &str, given: &[(&str, &str)]) -> Result<App> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spin.toml");
+        let text = format!(
+            "spin_manifest_version = 2\n[variables]\nv = {v_decl}\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"c\"\n\
+             [component.c]\nsource = \"c.wasm\"\nallowed_outbound_hosts = {hosts}\n"
+        );
+        std::fs::write(&path, text).unwrap();
+        let given: Vec<(String, String)> = given.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        load(&path, &given, &BTreeMap::new())
+    }
+
+    /// Spin refuses to load an invalid literal entry, or a template invalid with the
+    /// variables' defaults; a value given at run time is checked only when used.
+    #[test]
+    fn allowed_hosts_are_checked_at_load_as_spin_checks_them() {
+        let refused = load_hosts(r#"["https://ok.example", "bad host"]"#, "{ default = \"x\" }", &[]).unwrap_err();
+        assert!(format!("{refused:#}").contains("`allowed_outbound_hosts` is malformed"), "{refused:#}");
+        let refused = load_hosts(r#"["https://{{ v }}"]"#, "{ default = \"invalid host\" }", &[]).unwrap_err();
+        assert!(format!("{refused:#}").contains("using default variable value(s)"), "{refused:#}");
+        assert!(load_hosts(r#"["insecure:allow-all"]"#, "{ default = \"x\" }", &[]).is_err());
+        // The default is what is checked, even when a valid value is given.
+        assert!(load_hosts(r#"["https://{{ v }}"]"#, "{ default = \"invalid host\" }", &[("v", "fine.example")]).is_err());
+        let app = load_hosts(r#"["{{ v }}"]"#, "{ required = true }", &[("v", "http://a:1,http://b:2")]).unwrap();
+        assert!(matches!(allowed_hosts::Policy::resolve(&app.allowed_outbound_hosts), allowed_hosts::Policy::Invalid(_)));
+        let app = load_hosts(r#"["{{ v }}"]"#, "{ required = true }", &[("v", "")]).unwrap();
+        assert_eq!(app.allowed_outbound_hosts, vec![""], "an empty entry is kept (and invalid, as in Spin)");
+    }
 }
