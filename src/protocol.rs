@@ -288,8 +288,9 @@ pub struct SignedRequest {
 
 impl Signer {
     /// Builds the signed request for `call`. `timestamp` is Unix seconds and `nonce` a
-    /// fresh random positive number: a retried call must be signed again with a new
-    /// nonce, since the service refuses a nonce it has seen inside its time window.
+    /// fresh random positive number. A retried call is signed again with a new nonce:
+    /// the service answers the same signed request sent again with its first answer,
+    /// so only a fresh signature is a new attempt.
     pub fn sign(&self, call: &Call, method: Method, timestamp: u64, nonce: u32) -> SignedRequest {
         let mut params: Vec<(String, String)> = vec![
             ("Action".into(), call.action().into()),

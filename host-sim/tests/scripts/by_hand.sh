@@ -56,7 +56,8 @@ for part in part0 part1; do
   printf "$first" | dd of="$work/bad" bs=1 count=1 conv=notrunc status=none
   expect -10006 "$(curl -sS -X POST -H 'Content-Type: application/octet-stream' --data-binary "@$work/bad" "$url" | code)" \
     "UploadPart $part with one body byte changed"
-  # The nonce of that refused request was spent; sign again with a new one.
+  # Sign again with a new nonce: a fresh signature is a new attempt (a resend of the
+  # same signed request may be answered as a repeat).
   read -ra p <<< "$(common UploadPart) fileSha=$SHA offset=$offset dataSize=$size dataMd5=$md5"
   sig=$(sign POST "${p[@]}")
   expect 0 "$(curl -sS -X POST -H 'Content-Type: application/octet-stream' --data-binary "@$work/$part" \
