@@ -78,6 +78,10 @@ pub struct BenchArgs {
     /// Concurrent small uploads for the `many` case.
     #[arg(long, default_value_t = 200)]
     pub many: u64,
+    /// Run the component with one outbound connection per request (`host-sim up
+    /// --no-connection-pooling`), to compare with the pooled default, as Spin's.
+    #[arg(long)]
+    pub no_connection_pooling: bool,
     /// The component's budget per invocation, in milliseconds.
     #[arg(long, default_value_t = 10_000)]
     pub budget_ms: u64,
@@ -165,7 +169,7 @@ async fn host(args: &BenchArgs, s: &Servers, budget_ms: u64) -> anyhow::Result<H
         dirs: vec![],
         kv_path: Some(kv.path().join("kv.sqlite")),
         state_dir: up::StateDir::Default,
-        connection_pooling: true,
+        connection_pooling: !args.no_connection_pooling,
         limits: up::Limits { time: Duration::from_millis(budget_ms + 20_000), ..up::Limits::default() },
         chaos_kill_rate: 0.0,
         chaos_window: Duration::ZERO,
@@ -189,6 +193,8 @@ struct Run {
     source_bytes: u64,
     source_requests: u64,
     outbound: u64,
+    /// Outbound connections opened (wasm only: the host's count).
+    connections: u64,
     kv_writes: u64,
     peak_memory: u64,
 }
@@ -242,6 +248,7 @@ async fn wasm_upload(args: &BenchArgs, s: &Servers, size: u64, seed: u64) -> any
         source_bytes: bytes1 - bytes0,
         source_requests: requests1 - requests0,
         outbound: host.up.stats.outbound.load(Ordering::Relaxed),
+        connections: host.up.stats.outbound_connections.load(Ordering::Relaxed),
         kv_writes: v["stats"]["kvWrites"].as_u64().unwrap_or(0),
         peak_memory: host.up.stats.peak_memory.load(Ordering::Relaxed),
     })
@@ -294,6 +301,7 @@ async fn native_upload(args: &BenchArgs, s: &Servers, size: u64, seed: u64) -> a
         source_bytes: bytes1 - bytes0,
         source_requests: requests1 - requests0,
         outbound: io.counters().requests,
+        connections: 0,
         kv_writes: io.counters().kv_writes,
         peak_memory: 0,
     })
@@ -518,11 +526,12 @@ fn requests_report(wasm: &Run, native: Option<&Run>) -> Report {
         rows: vec![row(
             "requests",
             format!(
-                "{} MiB in {} invocations: wasm {} outbound requests ({:.0}/GiB), {} KV writes ({:.1}/GiB){native_text}",
+                "{} MiB in {} invocations: wasm {} outbound requests ({:.0}/GiB) over {} connections, {} KV writes ({:.1}/GiB){native_text}",
                 wasm.size / MIB,
                 wasm.invocations,
                 wasm.outbound,
                 wasm.outbound as f64 / gib,
+                wasm.connections,
                 wasm.kv_writes,
                 wasm.kv_writes as f64 / gib
             ),
@@ -530,7 +539,7 @@ fn requests_report(wasm: &Run, native: Option<&Run>) -> Report {
         )],
         json: json!({
             "mib": wasm.size / MIB, "invocations": wasm.invocations, "parts": wasm.parts(),
-            "wasm_outbound": wasm.outbound, "wasm_kv_writes": wasm.kv_writes, "bound": bound,
+            "wasm_outbound": wasm.outbound, "wasm_connections": wasm.connections, "wasm_kv_writes": wasm.kv_writes, "bound": bound,
             "outbound_per_gib": wasm.outbound as f64 / gib, "kv_writes_per_gib": wasm.kv_writes as f64 / gib,
             "native_outbound": native.map(|n| n.outbound), "native_kv_writes": native.map(|n| n.kv_writes),
         }),
