@@ -90,8 +90,9 @@ pub fn parse_origin(text: &str) -> Result<String, String> {
         Some(rest) => (rest, true),
         None => (authority, false),
     };
+    // A port follows the last `:`, unless that colon is inside an IPv6 address `[...]`.
     let host_only = match host.rsplit_once(':') {
-        Some((h, port)) if !h.ends_with(']') || host.starts_with('[') => {
+        Some((h, port)) if !host.ends_with(']') && (!host.starts_with('[') || h.ends_with(']')) => {
             if port.parse::<u16>().map_or(true, |p| p == 0) {
                 return Err(format!("{shape}: the port is not a number from 1 to 65535"));
             }
@@ -578,6 +579,9 @@ mod tests {
         let e = policy("https://a.example", "https://b.example,https://c.example/x").unwrap_err();
         assert!(e.starts_with("an entry of the other_source_origins variable") && e.contains("has a path"), "{e}");
 
+        assert_eq!(policy("http://[::1]", "").unwrap().allowed_origins, vec!["http://[::1]"]);
+        assert_eq!(policy("http://[::1]:9000/", "").unwrap().allowed_origins, vec!["http://[::1]:9000"]);
+        assert!(policy("http://[::1]:x", "").is_err() && policy("http://[zz]", "").is_err());
         let p = policy("https://a.example", " https://b.example:8443 , http://*.bucket.example ,").unwrap();
         assert_eq!(p.allowed_origins, vec!["https://a.example", "https://b.example:8443", "http://*.bucket.example"]);
         assert!(Source::parse("https://b.example:8443/x.mp4", &p).is_ok());
