@@ -175,7 +175,7 @@ impl Scenario {
         }
     }
 
-    fn settings(&self) -> Settings {
+    pub fn settings(&self) -> Settings {
         let mut s = Settings::new(Signer {
             endpoint: Endpoint::parse(&format!("http://{VOD_HOST}/v2/index.php")).expect("endpoint"),
             credentials: Credentials::new("AKIDsim", "sim-secret"),
