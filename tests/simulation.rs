@@ -73,10 +73,8 @@ fn replay() {
     }
 }
 
-/// Small uploads killed at each of their I/O calls in turn, before and after a write
-/// takes effect, then carried on by fresh invocations: every one must end right.
-#[test]
-fn a_kill_at_every_io_call() {
+/// The kill sweep's cases: small uploads, two twins, one resumed, one kept in memory.
+fn kill_sweep_cases() -> Vec<Scenario> {
     let mut cases = vec![Scenario::plain(1, 4, false), Scenario::plain(13, 4, false), Scenario::plain(300, 64, true)];
     let mut twins = Scenario::plain(40, 16, false);
     twins.twin = true;
@@ -88,10 +86,23 @@ fn a_kill_at_every_io_call() {
     kept.memory_threshold = 4096;
     kept.first_read = u64::MAX;
     cases.push(kept);
+    cases
+}
+
+/// The seed the kill sweep runs case `i` with.
+fn kill_sweep_seed(i: usize) -> u64 {
+    90_000 + i as u64
+}
+
+/// Small uploads killed at each of their I/O calls in turn, before and after a write
+/// takes effect, then carried on by fresh invocations: every one must end right.
+#[test]
+fn a_kill_at_every_io_call() {
+    let cases = kill_sweep_cases();
     let mut failures = Vec::new();
     let mut runs = 0;
     for (i, sc) in cases.iter().enumerate() {
-        let seed = 90_000 + i as u64;
+        let seed = kill_sweep_seed(i);
         let calls = run_scenario(seed, sc, Some(Kills::None)).unwrap_or_else(|e| panic!("case {i} without kills: {e}")).io_calls;
         assert!(calls >= 10, "case {i}: only {calls} calls");
         for k in 0..calls {
@@ -105,6 +116,78 @@ fn a_kill_at_every_io_call() {
     }
     assert!(failures.is_empty(), "{} of {runs} runs failed:\n{}", failures.len(), failures[..failures.len().min(3)].join("\n\n"));
     println!("{runs} runs, each killed at one call");
+}
+
+/// Seeds of the I/O trace digest (`trace_digest`).
+const TRACE_SEEDS: u64 = 300;
+
+/// Where the trace digest's golden lines are kept.
+const TRACE_GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/trace_digest.txt");
+
+/// The I/O the engine performs, pinned: for seeds 0..300 of the seeded scenarios and
+/// every run of the kill sweep, a SHA-1 over each I/O call in order: which invocation
+/// made it, and the key-value op and key, the VOD `Action` and part offset, the source
+/// request's URL and `Range`, the local file read's offset and length, or the sleep's
+/// length. Values and bodies are left out, so a change of the record's format alone
+/// leaves it as it is. A step meant as a pure move must leave it unchanged.
+///
+/// ```text
+/// UPDATE_TRACE_DIGEST=1 cargo test --test simulation trace_digest
+/// ```
+///
+/// rewrites the golden file, on purpose only.
+#[test]
+fn trace_digest() {
+    use sim::world::{io_trace_start, io_trace_take};
+    let mut lines = Vec::new();
+    for seed in 0..TRACE_SEEDS {
+        io_trace_start();
+        let ended = if run_seed(seed, None).is_ok() { "ok" } else { "failed" };
+        lines.push(format!("seed {seed} {ended} {}", io_trace_take()));
+    }
+    for (i, sc) in kill_sweep_cases().iter().enumerate() {
+        let seed = kill_sweep_seed(i);
+        io_trace_start();
+        let calls = run_scenario(seed, sc, Some(Kills::None)).map(|r| r.io_calls).unwrap_or(0);
+        for k in 0..calls {
+            for when in [KillWhen::Before, KillWhen::After] {
+                let _ = run_scenario(seed, sc, Some(Kills::At(k, when)));
+            }
+        }
+        lines.push(format!("kill sweep case {i} ({calls} calls) {}", io_trace_take()));
+    }
+    let got = format!(
+        "# The I/O trace digest of tests/simulation.rs `trace_digest`. Regenerate on purpose only:\n\
+         # UPDATE_TRACE_DIGEST=1 cargo test --test simulation trace_digest\n{}\n",
+        lines.join("\n")
+    );
+    if std::env::var_os("UPDATE_TRACE_DIGEST").is_some() {
+        std::fs::write(TRACE_GOLDEN, &got).expect("the golden trace digest is written");
+        println!("wrote {TRACE_GOLDEN}");
+        return;
+    }
+    let Ok(want) = std::fs::read_to_string(TRACE_GOLDEN) else {
+        panic!("no golden trace digest at {TRACE_GOLDEN}: write it with UPDATE_TRACE_DIGEST=1 cargo test --test simulation trace_digest");
+    };
+    if got != want {
+        let want_lines: Vec<&str> = want.lines().filter(|l| !l.starts_with('#')).collect();
+        let differ: Vec<String> = lines
+            .iter()
+            .enumerate()
+            .filter(|(n, l)| want_lines.get(*n) != Some(&l.as_str()))
+            .map(|(n, l)| format!("  now {l}\n  was {}", want_lines.get(n).unwrap_or(&"(nothing)")))
+            .collect();
+        panic!(
+            "the I/O trace digest changed ({} of {} lines differ): the engine now does different I/O \
+             (other calls, keys, actions, offsets, ranges, sleeps, or another order).\n\
+             If that is intended, regenerate it: UPDATE_TRACE_DIGEST=1 cargo test --test simulation trace_digest\n\
+             If this step was meant to be a pure move, it is not.\n\
+             To see a seed's calls: SIM_SEED=<seed> SIM_TRACE=1 cargo test --test simulation replay -- --nocapture\n{}",
+            differ.len(),
+            lines.len(),
+            differ[..differ.len().min(5)].join("\n")
+        );
+    }
 }
 
 /// Ticks alone, a stalled source next to a healthy one: the healthy upload finishes.

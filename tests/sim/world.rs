@@ -58,6 +58,23 @@ impl Rng {
     }
 }
 
+thread_local! {
+    /// The I/O trace recorder (the trace digest test in `tests/simulation.rs`): while
+    /// set, every I/O call a live task makes on this thread is hashed into it.
+    static IO_TRACE: RefCell<Option<sha1::Sha1>> = const { RefCell::new(None) };
+}
+
+/// Starts recording this thread's I/O calls (see [`io_trace_take`]).
+pub fn io_trace_start() {
+    IO_TRACE.with(|t| *t.borrow_mut() = Some(sha1::Sha1::new()));
+}
+
+/// Stops recording: the SHA-1 (hex) of the calls made since [`io_trace_start`].
+pub fn io_trace_take() -> String {
+    let hasher = IO_TRACE.with(|t| t.borrow_mut().take()).expect("io_trace_start was called");
+    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// When the planned kill falls on a write: before it takes effect, or after.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KillWhen {
@@ -164,6 +181,21 @@ impl World {
         if self.trace {
             println!("{:>10.3?} inv {:<4} {}", self.now(), inv.map(|i| i.to_string()).unwrap_or("obs".into()), what());
         }
+    }
+
+    /// Hashes one I/O call into the trace digest, when one is being recorded: which
+    /// invocation (`obs` for the harness's own calls) and what it asked for, never a
+    /// value or a body. A dead invocation's calls (they never act) are left out.
+    fn io(&self, inv: Option<usize>, what: impl FnOnce() -> String) {
+        if self.dead(inv) {
+            return;
+        }
+        IO_TRACE.with(|t| {
+            if let Some(hasher) = t.borrow_mut().as_mut() {
+                let who = inv.map(|i| i.to_string()).unwrap_or("obs".into());
+                hasher.update(format!("{who}|{}\n", what()).as_bytes());
+            }
+        });
     }
 
     pub fn violation(&self, what: String) {
@@ -582,6 +614,7 @@ impl Io for SimIo {
     type Body = SimBody;
 
     async fn send(&self, request: HttpRequest) -> Result<HttpResponse<SimBody>, String> {
+        self.world.io(self.inv, || request_summary(&request));
         if self.world.dead(self.inv) {
             return std::future::pending().await;
         }
@@ -647,6 +680,7 @@ impl Io for SimIo {
     }
 
     async fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+        self.world.io(self.inv, || format!("kv get {key}"));
         let value = self.kv_call(false, |w| w.kv.borrow().get(key).cloned()).await;
         self.world.trace(self.inv, || format!("kv get {key}: {}", value.as_ref().map(|v| String::from_utf8_lossy(&v[..v.len().min(160)]).into_owned()).unwrap_or("-".into())));
         if let (Some(inv), Some(v)) = (self.inv, &value) {
@@ -659,6 +693,7 @@ impl Io for SimIo {
 
     async fn kv_set(&self, key: &str, value: &[u8]) -> Result<(), String> {
         let inv = self.inv;
+        self.world.io(inv, || format!("kv set {key}"));
         self.world.trace(inv, || match Record::decode(value) {
             Ok(r) => format!(
                 "kv set {key}: {:?} session {} parts done {} (below {}) hashed {:?} error {:?}",
@@ -695,6 +730,7 @@ impl Io for SimIo {
     }
 
     async fn kv_delete(&self, key: &str) -> Result<(), String> {
+        self.world.io(self.inv, || format!("kv delete {key}"));
         self.kv_call(true, |w| {
             w.kv.borrow_mut().remove(key);
         })
@@ -703,10 +739,12 @@ impl Io for SimIo {
     }
 
     async fn kv_keys(&self) -> Result<Vec<String>, String> {
+        self.world.io(self.inv, || "kv keys".into());
         Ok(self.kv_call(false, |w| w.kv.borrow().keys().cloned().collect()).await)
     }
 
     async fn sleep(&self, duration: Duration) {
+        self.world.io(self.inv, || format!("sleep {}us", duration.as_micros()));
         self.world.at(self.world.now() + duration, false).await
     }
 
@@ -723,11 +761,13 @@ impl Io for SimIo {
     }
 
     async fn file_info(&self, path: &str) -> std::io::Result<FileInfo> {
+        self.world.io(self.inv, || format!("file info {path}"));
         let info = self.kv_call(false, |w| w.sources.borrow().get(path).map(|s| s.file_info(w.now()))).await;
         info.ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"))
     }
 
     async fn read_file(&self, path: &str, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+        self.world.io(self.inv, || format!("read file {path} at {offset} len {len}"));
         let bytes = self.kv_call(false, |w| w.sources.borrow().get(path).map(|s| s.read(w.now(), offset, len))).await;
         let bytes = bytes.ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"))?;
         if let Some(inv) = self.inv {
@@ -736,5 +776,24 @@ impl Io for SimIo {
             }
         }
         Ok(bytes)
+    }
+}
+
+/// A request as the trace digest sees it: to the VOD service, its `Action` and (for a
+/// part) `offset`; to a source, the method, URL and `Range`. Nothing else (no
+/// signature, timestamp, nonce or body), so only a change of what is asked changes it.
+fn request_summary(request: &HttpRequest) -> String {
+    let host = request.url.split("://").nth(1).and_then(|r| r.split('/').next()).unwrap_or_default();
+    if host == super::model::VOD_HOST {
+        let query = request.url.split_once('?').map(|(_, q)| q).unwrap_or_default();
+        let param = |name: &str| form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
+        let action = param("Action").unwrap_or_default();
+        match param("offset") {
+            Some(offset) => format!("vod {action} offset {offset}"),
+            None => format!("vod {action}"),
+        }
+    } else {
+        let range = vod_uploader::source::header(&request.headers, "range").unwrap_or("-");
+        format!("source {} {} range {range}", request.method, request.url)
     }
 }
