@@ -210,8 +210,8 @@ mod tests {
         assert!(expand("{{ b }}", &values).is_err());
     }
 
-    #[test]
-    fn the_projects_manifest_resolves() {
+    /// The project's own spin.toml and its required variables.
+    fn projects_manifest() -> (std::path::PathBuf, Vec<(String, String)>) {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../spin.toml");
         let given = vec![
             ("vod_secret_id".to_string(), "AKID".to_string()),
@@ -219,6 +219,12 @@ mod tests {
             ("api_token".into(), "t".into()),
             ("source_origin".into(), "http://127.0.0.1:8080".into()),
         ];
+        (path, given)
+    }
+
+    #[test]
+    fn the_projects_manifest_resolves() {
+        let (path, given) = projects_manifest();
         let app = load(&path, &given, &BTreeMap::new()).unwrap();
         assert_eq!(app.allowed_outbound_hosts, vec!["https://vod2.qcloud.com", "http://127.0.0.1:8080"]);
         assert_eq!(app.key_value_stores, vec!["default"]);
@@ -233,15 +239,8 @@ mod tests {
     /// Spin 3.6.3 starts with an undeclared `--variable` and ignores it.
     #[test]
     fn undeclared_variables_are_ignored_by_name() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../spin.toml");
-        let given = vec![
-            ("vod_secret_id".to_string(), "AKID".to_string()),
-            ("vod_secret_key".into(), "k".into()),
-            ("api_token".into(), "t".into()),
-            ("source_origin".into(), "http://127.0.0.1:8080".into()),
-            ("not_declared".into(), "v1".into()),
-            ("not_declared".into(), "v2".into()),
-        ];
+        let (path, mut given) = projects_manifest();
+        given.extend([("not_declared".into(), "v1".into()), ("not_declared".into(), "v2".into())]);
         let app = load(&path, &given, &BTreeMap::new()).unwrap();
         assert_eq!(app.ignored_variables, vec!["not_declared"]);
         assert!(!app.variables.contains_key("not_declared"));
