@@ -266,19 +266,7 @@ async fn native_upload(args: &BenchArgs, s: &Servers, size: u64, seed: u64) -> a
     });
     settings.budget = Duration::from_millis(args.budget_ms);
     settings.concurrency = args.concurrency;
-    let source = vod_uploader::source::Source::Url(gen_url(s, size, seed));
-    let (file_name, file_type) = source.default_names();
-    let spec = vod_uploader::checkpoint::Spec {
-        source,
-        file_name,
-        file_type,
-        tags: vec![],
-        class_id: None,
-        is_transcode: false,
-        is_screenshot: false,
-        is_watermark: false,
-        data_size: PART,
-    };
+    let spec = vod_uploader::checkpoint::Spec::for_source(vod_uploader::source::Source::Url(gen_url(s, size, seed)), PART);
     let (bytes0, requests0) = source_counters(s);
     let started = Instant::now();
     let (rec, _) = vod_uploader::engine::create(&io, &settings, spec).await.map_err(|e| anyhow!("{e}"))?;
