@@ -190,22 +190,29 @@ async fn answer_of(stream: &mut tokio::net::TcpStream) -> Bytes {
     }
 }
 
-#[tokio::test]
-async fn a_repeat_while_the_first_is_in_flight_waits_for_its_answer() {
-    let sim = sim().await;
-    let a = sim.addr();
-    let bytes = data(HALF as usize, 36);
+/// A session of one part, the part's first request stalled after 1000 body bytes, and
+/// the same signed request sent again, checked to be waiting for the first: the
+/// part's bytes, the first's connection and the repeat.
+async fn part_with_a_waiting_repeat(a: SocketAddr, seed: u64) -> (Vec<u8>, tokio::net::TcpStream, tokio::task::JoinHandle<(u16, Bytes)>) {
+    let bytes = data(HALF as usize, seed);
     let sha = sha1_hex(&bytes);
     assert_eq!(Call::init(&sha, HALF, HALF).send(a).await.code(), 0);
     let url = Call::part(&sha, 0, &bytes).url(a);
-    let mut first = stalled_part(a, &url, &bytes, 1000).await;
-
-    let (repeat_url, repeat_body) = (url.clone(), bytes.clone());
-    let mut repeat = tokio::spawn(async move { send_bytes("POST", &repeat_url, Some(repeat_body)).await });
+    let first = stalled_part(a, &url, &bytes, 1000).await;
+    let repeat_body = bytes.clone();
+    let mut repeat = tokio::spawn(async move { send_bytes("POST", &url, Some(repeat_body)).await });
     assert!(
         tokio::time::timeout(Duration::from_millis(500), &mut repeat).await.is_err(),
         "the repeat must wait for the first's answer"
     );
+    (bytes, first, repeat)
+}
+
+#[tokio::test]
+async fn a_repeat_while_the_first_is_in_flight_waits_for_its_answer() {
+    let sim = sim().await;
+    let a = sim.addr();
+    let (bytes, mut first, repeat) = part_with_a_waiting_repeat(a, 36).await;
     first.write_all(&bytes[1000..]).await.unwrap();
     let answer = answer_of(&mut first).await;
     let (status, repeated) = repeat.await.unwrap();
@@ -220,16 +227,9 @@ async fn a_repeat_while_the_first_is_in_flight_waits_for_its_answer() {
 async fn a_repeat_of_a_request_whose_body_did_not_arrive_runs_in_its_place() {
     let sim = sim().await;
     let a = sim.addr();
-    let bytes = data(HALF as usize, 37);
-    let sha = sha1_hex(&bytes);
-    assert_eq!(Call::init(&sha, HALF, HALF).send(a).await.code(), 0);
 
     // The first is cut short while its repeat waits: the repeat is run instead.
-    let url = Call::part(&sha, 0, &bytes).url(a);
-    let mut first = stalled_part(a, &url, &bytes, 1000).await;
-    let (repeat_url, repeat_body) = (url.clone(), bytes.clone());
-    let mut repeat = tokio::spawn(async move { send_bytes("POST", &repeat_url, Some(repeat_body)).await });
-    assert!(tokio::time::timeout(Duration::from_millis(500), &mut repeat).await.is_err());
+    let (_, mut first, repeat) = part_with_a_waiting_repeat(a, 37).await;
     first.shutdown().await.unwrap();
     let mut answer = String::new();
     let _ = first.read_to_string(&mut answer).await;
