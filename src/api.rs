@@ -194,7 +194,9 @@ pub fn authorized(headers: &[(String, String)], token: &str) -> bool {
 pub fn config_problem(headers: &[(String, String)], api_token: Option<&str>, problem: &str) -> ApiResponse {
     match api_token {
         Some(token) if authorized(headers, token) => ApiResponse::error(503, codes::CONFIG, problem),
-        Some(_) => ApiResponse::error(503, codes::CONFIG, "the deployment's configuration is incomplete or wrong (its log names the variable)"),
+        Some(_) => {
+            ApiResponse::error(503, codes::CONFIG, "the deployment's configuration is incomplete or wrong (its log names the variable)")
+        }
         None => ApiResponse::error(503, codes::CONFIG, "the api_token variable is not set: every route but /healthz is closed"),
     }
 }
@@ -333,7 +335,11 @@ mod tests {
     fn a_minimal_request_gets_derived_valid_names() {
         let spec = parse_create(br#"{"source":"https://bucket.example/in/My:Clip.MKV?sig=x"}"#, &policy()).unwrap();
         assert_eq!((spec.file_name.as_str(), spec.file_type.as_str(), spec.data_size), ("My_Clip", "mkv", 1_048_576));
-        let spec = parse_create(br#"{"source":"/data/a.mp4","isTranscode":1,"isWatermark":true,"tags":["a"],"classId":3,"dataSize":524288}"#, &policy()).unwrap();
+        let spec = parse_create(
+            br#"{"source":"/data/a.mp4","isTranscode":1,"isWatermark":true,"tags":["a"],"classId":3,"dataSize":524288}"#,
+            &policy(),
+        )
+        .unwrap();
         assert!(spec.is_transcode && spec.is_watermark && !spec.is_screenshot);
     }
 

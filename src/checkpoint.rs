@@ -504,7 +504,8 @@ pub(crate) mod tests {
             is_watermark: true,
             data_size: part,
         };
-        let identity = Identity { size, etag: Some(format!("\"{}\"", "e".repeat(64))), last_modified: Some("Wed, 21 Oct 2015 07:28:00 GMT".into()) };
+        let identity =
+            Identity { size, etag: Some(format!("\"{}\"", "e".repeat(64))), last_modified: Some("Wed, 21 Oct 2015 07:28:00 GMT".into()) };
         let mut r = crate::job::new_record(spec, identity, 1);
         crate::job::start_hashing(&mut r);
         r.id = "0123456789abcdef0123".into();

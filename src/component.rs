@@ -101,12 +101,7 @@ impl Io for SpinIo {
         };
         let response = response?;
         let status = response.status();
-        let headers = response
-            .headers()
-            .entries()
-            .into_iter()
-            .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
-            .collect();
+        let headers = response.headers().entries().into_iter().map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned())).collect();
         let stream = Box::pin(response.take_body_stream());
         Ok(HttpResponse { status, headers, body: SpinBody { _response: Some(response), stream } })
     }

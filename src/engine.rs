@@ -367,7 +367,13 @@ pub async fn probe<I: Io>(io: &I, settings: &Settings, source: &Source) -> Resul
     let limits = Limits { hard: io.now() + settings.time_limit(), stall: settings.stall_timeout };
     match source {
         Source::Url(url) => {
-            let request = HttpRequest { method: "GET", url: url.clone(), headers: source::probe_headers(), body: Rc::default(), timeout: Some(limits.stall) };
+            let request = HttpRequest {
+                method: "GET",
+                url: url.clone(),
+                headers: source::probe_headers(),
+                body: Rc::default(),
+                timeout: Some(limits.stall),
+            };
             let response = match limits.wait(io, io.send(request)).await {
                 Ok(sent) => sent.map_err(|e| SourceError::Unreachable(format!("source request failed: {e}")))?,
                 Err(Late::Stall(d)) => return Err(SourceError::Stalled(format!("source did not answer within {} s", d.as_secs())).into()),
@@ -570,8 +576,7 @@ pub async fn tick<I: Io>(io: &I, settings: &Settings, started: Duration) -> Resu
             remove_keys(io, &keys_of(&listing.keys, id)).await?;
         }
     }
-    let mut due: Vec<&Record> =
-        listing.records.iter().filter(|r| !r.state.is_final() && r.retry_after.is_none_or(|t| t <= now)).collect();
+    let mut due: Vec<&Record> = listing.records.iter().filter(|r| !r.state.is_final() && r.retry_after.is_none_or(|t| t <= now)).collect();
     due.sort_by(|a, b| (a.attempted_at, a.created_at, &a.id).cmp(&(b.attempted_at, b.created_at, &b.id)));
     for rec in due {
         if io.now() >= started + settings.budget && !report.advanced.is_empty() {
@@ -621,8 +626,16 @@ enum Reader<B> {
         /// Whether to check, once the range is in, that the body ends there.
         check_end: bool,
     },
-    File { path: String, pos: u64, left: u64 },
-    Memory { bytes: Rc<Vec<u8>>, pos: usize, end: usize },
+    File {
+        path: String,
+        pos: u64,
+        left: u64,
+    },
+    Memory {
+        bytes: Rc<Vec<u8>>,
+        pos: usize,
+        end: usize,
+    },
 }
 
 /// Largest chunk handed on at once from a local file or the kept file.
@@ -680,11 +693,7 @@ async fn read_chunk<I: Io>(io: &I, limits: Limits, reader: &mut Reader<I::Body>)
                 return Ok(None);
             }
             let want = (*left).min(CHUNK) as usize;
-            let chunk = limits
-                .wait(io, io.read_file(path, *pos, want))
-                .await
-                .map_err(late)?
-                .map_err(|e| file_error(path, e))?;
+            let chunk = limits.wait(io, io.read_file(path, *pos, want)).await.map_err(late)?.map_err(|e| file_error(path, e))?;
             if chunk.is_empty() {
                 return Err(SourceError::Changed("the source file became shorter".into()).into());
             }
@@ -776,9 +785,12 @@ impl<'a, I: Io> Run<'a, I> {
                 let response = match self.limits.wait(self.io, self.io.send(request)).await {
                     Ok(sent) => sent.map_err(|e| SourceError::Unreachable(format!("source request failed: {e}")))?,
                     Err(Late::Deadline) => return Err(Error::OutOfTime),
-                    Err(Late::Stall(d)) => return Err(SourceError::Stalled(format!("source did not answer within {} s", d.as_secs())).into()),
+                    Err(Late::Stall(d)) => {
+                        return Err(SourceError::Stalled(format!("source did not answer within {} s", d.as_secs())).into())
+                    }
                 };
-                let answer = source::check_range_response(&rec.identity, start, end, response.status, &response.headers, self.s.memory_threshold)?;
+                let answer =
+                    source::check_range_response(&rec.identity, start, end, response.status, &response.headers, self.s.memory_threshold)?;
                 Ok(Reader::Http {
                     body: response.body,
                     left: end - start,
@@ -1186,7 +1198,16 @@ struct PartResult {
 /// One part, retried (with backoff and jitter, each attempt signed anew) while the
 /// failure is retryable and the time allows.
 #[allow(clippy::too_many_arguments)]
-async fn send_part<I: Io>(io: &I, s: &Settings, file_sha: &str, index: u64, offset: u64, body: Rc<Vec<u8>>, md5: String, limits: Limits) -> PartResult {
+async fn send_part<I: Io>(
+    io: &I,
+    s: &Settings,
+    file_sha: &str,
+    index: u64,
+    offset: u64,
+    body: Rc<Vec<u8>>,
+    md5: String,
+    limits: Limits,
+) -> PartResult {
     let call = Call::UploadPart(UploadPart { file_sha: file_sha.to_owned(), offset, data_size: body.len() as u64, data_md5: md5 });
     let mut delay = Duration::from_millis(100);
     let mut attempts = 0;
@@ -1241,7 +1262,8 @@ async fn vod_call<I: Io, T>(
         // that exactly this many bytes were written.
         headers.push(("content-length".to_owned(), body.len().to_string()));
     }
-    let request = HttpRequest { method: method.as_str(), url: signed.url, headers, body: body.unwrap_or_default(), timeout: Some(limits.stall) };
+    let request =
+        HttpRequest { method: method.as_str(), url: signed.url, headers, body: body.unwrap_or_default(), timeout: Some(limits.stall) };
     let mut response = limits
         .wait(io, io.send(request))
         .await

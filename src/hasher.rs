@@ -174,10 +174,10 @@ impl Hasher {
         if saved.offset > layout.file_size() {
             return Err(BadHasherState("offset is past the end of the file"));
         }
-        let sha1_state = SerializedState::<Sha1>::try_from(saved.sha1.as_slice())
-            .map_err(|_| BadHasherState("SHA-1 state has the wrong length"))?;
-        let md5_state = SerializedState::<Md5>::try_from(saved.part_md5.as_slice())
-            .map_err(|_| BadHasherState("MD5 state has the wrong length"))?;
+        let sha1_state =
+            SerializedState::<Sha1>::try_from(saved.sha1.as_slice()).map_err(|_| BadHasherState("SHA-1 state has the wrong length"))?;
+        let md5_state =
+            SerializedState::<Md5>::try_from(saved.part_md5.as_slice()).map_err(|_| BadHasherState("MD5 state has the wrong length"))?;
         let sha1 = Sha1::deserialize(&sha1_state).map_err(|_| BadHasherState("SHA-1 state is corrupt"))?;
         let part = Md5::deserialize(&md5_state).map_err(|_| BadHasherState("MD5 state is corrupt"))?;
         let at_boundary = saved.offset % layout.part_size() == 0;

@@ -373,7 +373,13 @@ mod tests {
         assert_eq!(s["error"]["code"], "vod_unavailable");
         assert_eq!(s["source"], "https://b.example/v.mp4?<redacted>");
         assert!(!s.to_string().contains("secret"));
-        apply_error(&mut r, &Error::Vod(crate::protocol::ApiError { code: -10003, message: "fileName".into(), retryable: false }), 1000, false, backoff);
+        apply_error(
+            &mut r,
+            &Error::Vod(crate::protocol::ApiError { code: -10003, message: "fileName".into(), retryable: false }),
+            1000,
+            false,
+            backoff,
+        );
         assert_eq!(r.state, State::Failed);
         assert_eq!(status(&r)["error"]["vodCode"], -10003);
     }

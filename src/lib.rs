@@ -5,15 +5,15 @@
 //! step) plus, on wasm32, the Spin component that drives it.
 
 pub mod api;
+pub mod checkpoint;
 #[cfg(all(target_arch = "wasm32", feature = "component"))]
 mod component;
-pub mod checkpoint;
 pub mod engine;
 pub mod error;
 pub mod hasher;
+pub mod hex;
 pub mod job;
 pub mod md5x4;
-pub mod hex;
 pub mod parts;
 pub mod protocol;
 pub mod sign;

@@ -63,10 +63,7 @@ impl Credentials {
 
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials")
-            .field("secret_id", &self.secret_id)
-            .field("secret_key", &"<redacted>")
-            .finish()
+        f.debug_struct("Credentials").field("secret_id", &self.secret_id).field("secret_key", &"<redacted>").finish()
     }
 }
 
@@ -242,11 +239,7 @@ impl Call {
                     push("classId", class_id.to_string());
                 }
                 // Defaults are 0: send only the flags that are set.
-                for (name, on) in [
-                    ("isTranscode", p.is_transcode),
-                    ("isScreenshot", p.is_screenshot),
-                    ("isWatermark", p.is_watermark),
-                ] {
+                for (name, on) in [("isTranscode", p.is_transcode), ("isScreenshot", p.is_screenshot), ("isWatermark", p.is_watermark)] {
                     if on {
                         push(name, "1".into());
                     }
@@ -316,10 +309,7 @@ impl Signer {
             query.append_pair(k, v);
         }
         query.append_pair(sign::SIGNATURE_PARAM, &signature);
-        SignedRequest {
-            method,
-            url: format!("{}{}?{}", self.endpoint.origin, self.endpoint.path, query.finish()),
-        }
+        SignedRequest { method, url: format!("{}{}?{}", self.endpoint.origin, self.endpoint.path, query.finish()) }
     }
 }
 
@@ -422,16 +412,11 @@ fn as_text(v: Option<&Value>) -> Option<String> {
 
 /// Parses the common envelope; returns the JSON object and its `code` when `code >= 0`.
 fn envelope(body: &[u8]) -> Result<(serde_json::Map<String, Value>, i64), AnswerError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        AnswerError::Malformed(format!("not JSON ({e}): {}", preview(body)))
-    })?;
+    let value: Value = serde_json::from_slice(body).map_err(|e| AnswerError::Malformed(format!("not JSON ({e}): {}", preview(body))))?;
     let Value::Object(map) = value else {
         return Err(AnswerError::Malformed(format!("not a JSON object: {}", preview(body))));
     };
-    let code = map
-        .get("code")
-        .and_then(as_i64)
-        .ok_or_else(|| AnswerError::Malformed(format!("no integer `code`: {}", preview(body))))?;
+    let code = map.get("code").and_then(as_i64).ok_or_else(|| AnswerError::Malformed(format!("no integer `code`: {}", preview(body))))?;
     if code < 0 {
         let message = as_text(map.get("message"))
             .filter(|m| !m.is_empty())
@@ -524,8 +509,20 @@ mod tests {
     /// JSON values built from the answer's own vocabulary, nested, with odd types.
     fn answer_json() -> impl Strategy<Value = Value> {
         let key = prop::sample::select(vec![
-            "code", "message", "codeDesc", "canRetry", "dataSize", "dataLen", "listParts", "offset", "dataMd5", "dataSha",
-            "fileId", "url", "sessionInfo", "x",
+            "code",
+            "message",
+            "codeDesc",
+            "canRetry",
+            "dataSize",
+            "dataLen",
+            "listParts",
+            "offset",
+            "dataMd5",
+            "dataSha",
+            "fileId",
+            "url",
+            "sessionInfo",
+            "x",
         ]);
         let leaf = prop_oneof![
             Just(Value::Null),
@@ -616,10 +613,7 @@ mod tests {
             assert!(params.contains(&("tags.1".into(), "x&y".into())));
             assert!(params.contains(&("isTranscode".into(), "1".into())));
             assert!(!params.iter().any(|(k, _)| k == "isWatermark"));
-            assert_eq!(
-                params.iter().any(|(k, v)| k == "SignatureMethod" && v == "HmacSHA256"),
-                algorithm == Algorithm::HmacSha256
-            );
+            assert_eq!(params.iter().any(|(k, v)| k == "SignatureMethod" && v == "HmacSHA256"), algorithm == Algorithm::HmacSha256);
         }
     }
 
@@ -658,7 +652,11 @@ mod tests {
         assert!(matches!(parse_init(br#"{"code":1,"dataSize":0}"#), Err(AnswerError::Malformed(_))));
         assert!(matches!(parse_init(br#"{"code":1,"dataSize":8388608}"#), Err(AnswerError::Malformed(_))));
         // Unreadable listed parts are left out, not trusted and not fatal.
-        let InitAnswer::Resume { parts, .. } = parse_init(br#"{"code":1,"dataSize":4,"listParts":[{"offset":"x"},{"offset":4,"dataSize":4,"dataMd5":"nothex"}]}"#).unwrap() else { panic!() };
+        let InitAnswer::Resume { parts, .. } =
+            parse_init(br#"{"code":1,"dataSize":4,"listParts":[{"offset":"x"},{"offset":4,"dataSize":4,"dataMd5":"nothex"}]}"#).unwrap()
+        else {
+            panic!()
+        };
         assert_eq!(parts, vec![ListedPart { offset: 4, size: 4, md5: None }]);
         assert!(matches!(parse_finish(br#"{"code":0,"fileId":" "}"#), Err(AnswerError::Malformed(_))));
     }

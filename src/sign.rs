@@ -32,11 +32,7 @@ pub struct UnknownSignatureMethod(pub String);
 
 impl core::fmt::Display for UnknownSignatureMethod {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(
-            f,
-            "SignatureMethod {:?} is not supported (use HmacSHA1 or HmacSHA256)",
-            self.0
-        )
+        write!(f, "SignatureMethod {:?} is not supported (use HmacSHA1 or HmacSHA256)", self.0)
     }
 }
 
@@ -56,11 +52,7 @@ impl Algorithm {
     where
         I: IntoIterator<Item = (&'a str, &'a str)>,
     {
-        match params
-            .into_iter()
-            .find(|(name, _)| *name == SIGNATURE_METHOD_PARAM)
-            .map(|(_, value)| value)
-        {
+        match params.into_iter().find(|(name, _)| *name == SIGNATURE_METHOD_PARAM).map(|(_, value)| value) {
             None | Some("HmacSHA1") => Ok(Algorithm::HmacSha1),
             Some("HmacSHA256") => Ok(Algorithm::HmacSha256),
             Some(other) => Err(UnknownSignatureMethod(other.to_owned())),
@@ -75,11 +67,8 @@ pub fn canonical_params<'a, I>(params: I) -> String
 where
     I: IntoIterator<Item = (&'a str, &'a str)>,
 {
-    let mut pairs: Vec<(String, &str)> = params
-        .into_iter()
-        .filter(|(name, _)| *name != SIGNATURE_PARAM)
-        .map(|(name, value)| (name.replace('_', "."), value))
-        .collect();
+    let mut pairs: Vec<(String, &str)> =
+        params.into_iter().filter(|(name, _)| *name != SIGNATURE_PARAM).map(|(name, value)| (name.replace('_', "."), value)).collect();
     pairs.sort_unstable();
     let mut out = String::with_capacity(pairs.iter().map(|(n, v)| n.len() + v.len() + 2).sum());
     for (i, (name, value)) in pairs.iter().enumerate() {
@@ -99,13 +88,7 @@ pub fn string_to_sign<'a, I>(method: &str, host: &str, path: &str, params: I) ->
 where
     I: IntoIterator<Item = (&'a str, &'a str)>,
 {
-    format!(
-        "{}{}{}?{}",
-        method.to_ascii_uppercase(),
-        host,
-        path,
-        canonical_params(params)
-    )
+    format!("{}{}{}?{}", method.to_ascii_uppercase(), host, path, canonical_params(params))
 }
 
 fn mac_bytes(algorithm: Algorithm, key: &[u8], message: &[u8]) -> Vec<u8> {
@@ -126,13 +109,7 @@ fn mac_bytes(algorithm: Algorithm, key: &[u8], message: &[u8]) -> Vec<u8> {
 
 /// Signs a request: Base64 of the HMAC of [`string_to_sign`], with the algorithm the
 /// parameters select.
-pub fn sign<'a, I>(
-    secret_key: &str,
-    method: &str,
-    host: &str,
-    path: &str,
-    params: I,
-) -> Result<String, UnknownSignatureMethod>
+pub fn sign<'a, I>(secret_key: &str, method: &str, host: &str, path: &str, params: I) -> Result<String, UnknownSignatureMethod>
 where
     I: IntoIterator<Item = (&'a str, &'a str)> + Clone,
 {
@@ -182,10 +159,7 @@ mod tests {
     const KEY: &str = "Gu5t9xGARNpq86cd98joQYCN3Cozk1qA";
 
     fn pairs(query: &str) -> Vec<(&str, &str)> {
-        query
-            .split('&')
-            .map(|kv| kv.split_once('=').unwrap())
-            .collect()
+        query.split('&').map(|kv| kv.split_once('=').unwrap()).collect()
     }
 
     #[test]
@@ -205,12 +179,8 @@ mod tests {
 
     #[test]
     fn order_underscore_and_signature_param() {
-        let s = string_to_sign(
-            "post",
-            "h",
-            "/p",
-            [("tags_2", "b"), ("Signature", "x"), ("tags.10", "a"), ("Action", "A"), ("fileName", "f")],
-        );
+        let s =
+            string_to_sign("post", "h", "/p", [("tags_2", "b"), ("Signature", "x"), ("tags.10", "a"), ("Action", "A"), ("fileName", "f")]);
         assert_eq!(s, "POSTh/p?Action=A&fileName=f&tags.10=a&tags.2=b");
     }
 

@@ -32,7 +32,11 @@ impl SourcePolicy {
     /// `other_source_origins` (more origins, comma-separated; each must also be its
     /// own `allowed_outbound_hosts` entry) and `local_dir`. An error names the
     /// variable and what is wrong, never the value (it may be a private bucket).
-    pub fn from_variables(source_origin: Option<&str>, other_origins: Option<&str>, local_dir: Option<&str>) -> Result<SourcePolicy, String> {
+    pub fn from_variables(
+        source_origin: Option<&str>,
+        other_origins: Option<&str>,
+        local_dir: Option<&str>,
+    ) -> Result<SourcePolicy, String> {
         let mut allowed_origins = Vec::new();
         if let Some(text) = source_origin.map(str::trim).filter(|t| !t.is_empty()) {
             if text.contains(',') || text.split_whitespace().nth(1).is_some() {
@@ -59,9 +63,10 @@ impl SourcePolicy {
             }
             // `scheme://*.domain[:port]` allows every subdomain, as in allowed_outbound_hosts.
             if let Some((scheme, rest)) = allowed.split_once("://*.") {
-                return origin.strip_prefix(scheme).and_then(|o| o.strip_prefix("://")).is_some_and(|authority| {
-                    authority.split_once('.').is_some_and(|(label, domain)| !label.is_empty() && domain == rest)
-                });
+                return origin
+                    .strip_prefix(scheme)
+                    .and_then(|o| o.strip_prefix("://"))
+                    .is_some_and(|authority| authority.split_once('.').is_some_and(|(label, domain)| !label.is_empty() && domain == rest));
             }
             origin_of(allowed).as_deref() == Some(origin)
         })
@@ -268,7 +273,9 @@ impl Source {
     pub fn default_names(&self) -> (String, String) {
         let segment = self.last_segment();
         let (stem, ext) = match segment.rsplit_once('.') {
-            Some((stem, ext)) if !stem.is_empty() && !ext.is_empty() && ext.len() <= 16 && ext.bytes().all(|b| b.is_ascii_alphanumeric()) => {
+            Some((stem, ext))
+                if !stem.is_empty() && !ext.is_empty() && ext.len() <= 16 && ext.bytes().all(|b| b.is_ascii_alphanumeric()) =>
+            {
                 (stem.to_owned(), ext.to_ascii_lowercase())
             }
             _ => (segment.clone(), "mp4".to_owned()),
@@ -289,7 +296,11 @@ pub fn sanitize_file_name(text: &str) -> String {
         out.push(c);
     }
     let trimmed = out.trim();
-    if trimmed.is_empty() { "upload".to_owned() } else { trimmed.to_owned() }
+    if trimmed.is_empty() {
+        "upload".to_owned()
+    } else {
+        trimmed.to_owned()
+    }
 }
 
 fn percent_decode(text: &str) -> String {
@@ -461,10 +472,7 @@ pub fn check_range_response(
             }
             Some((s, e, _)) if s == start && e.checked_add(1) == Some(end) => {}
             Some((s, e, _)) => {
-                return Err(SourceError::BadRange(format!(
-                    "source answered bytes {s}-{e} to a request for bytes {start}-{}",
-                    end - 1
-                )))
+                return Err(SourceError::BadRange(format!("source answered bytes {s}-{e} to a request for bytes {start}-{}", end - 1)))
             }
             None => return Err(SourceError::BadRange("source answered 206 without a usable Content-Range".into())),
         }
@@ -536,7 +544,10 @@ mod tests {
     #[test]
     fn sources_are_checked_against_the_policy() {
         let p = policy();
-        assert_eq!(Source::parse("https://bucket.s3.amazonaws.com/a/b.mp4?X-Amz=1", &p).unwrap(), Source::Url("https://bucket.s3.amazonaws.com/a/b.mp4?X-Amz=1".into()));
+        assert_eq!(
+            Source::parse("https://bucket.s3.amazonaws.com/a/b.mp4?X-Amz=1", &p).unwrap(),
+            Source::Url("https://bucket.s3.amazonaws.com/a/b.mp4?X-Amz=1".into())
+        );
         assert!(Source::parse("HTTPS://Bucket.S3.amazonaws.com:443/x", &p).is_ok());
         assert!(matches!(Source::parse("https://evil.example.com/x", &p), Err(SourceError::NotAllowed(_))));
         assert!(matches!(Source::parse("ftp://bucket.s3.amazonaws.com/x", &p), Err(SourceError::Invalid(_))));
@@ -586,7 +597,8 @@ mod tests {
         assert_eq!(p.allowed_origins, vec!["https://a.example", "https://b.example:8443", "http://*.bucket.example"]);
         assert!(Source::parse("https://b.example:8443/x.mp4", &p).is_ok());
         assert!(Source::parse("http://v1.bucket.example/x.mp4", &p).is_ok());
-        for refused in ["https://b.example/x", "http://bucket.example/x", "http://a.b.bucket.example.evil/x", "https://v1.bucket.example/x"] {
+        for refused in ["https://b.example/x", "http://bucket.example/x", "http://a.b.bucket.example.evil/x", "https://v1.bucket.example/x"]
+        {
             assert!(matches!(Source::parse(refused, &p), Err(SourceError::NotAllowed(_))), "{refused}");
         }
         assert_eq!(SourcePolicy::from_variables(None, None, Some(" ")).unwrap(), SourcePolicy::default());
@@ -655,7 +667,10 @@ mod tests {
         assert!(matches!(check(206, &gzip), Err(SourceError::Encoded(_))));
         assert!(matches!(check(200, &[]), Err(SourceError::NoRange(_))));
         // A source without ranges is read whole when the file is small enough.
-        assert_eq!(check_range_response(&id, 100, 200, 200, &[], 1000), Ok(RangeAnswer { body_start: 0, whole: true, length_known: false }));
+        assert_eq!(
+            check_range_response(&id, 100, 200, 200, &[], 1000),
+            Ok(RangeAnswer { body_start: 0, whole: true, length_known: false })
+        );
         assert!(check_range_response(&id, 0, 1000, 200, &[], 0).is_ok());
     }
 }

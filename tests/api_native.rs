@@ -2,11 +2,11 @@
 //! over real HTTP to the simulator and file server and a real SQLite store.
 
 use host_sim::kv::SqliteKv;
+use host_sim::native::monotonic_now as now;
 use host_sim::native::NativeIo;
 use host_sim::vod::{self, DEV_SECRET_ID, DEV_SECRET_KEY};
 use serde_json::Value;
 use std::sync::Arc;
-use host_sim::native::monotonic_now as now;
 use std::time::Duration;
 use vod_uploader::api::{self, ApiRequest, ApiResponse, Config};
 use vod_uploader::engine::Settings;
@@ -40,7 +40,10 @@ async fn env() -> Env {
     let config = Config {
         api_token: TOKEN.into(),
         settings,
-        policy: SourcePolicy { allowed_origins: vec![format!("http://{}", files.addr)], local_root: Some(root.path().to_str().unwrap().into()) },
+        policy: SourcePolicy {
+            allowed_origins: vec![format!("http://{}", files.addr)],
+            local_root: Some(root.path().to_str().unwrap().into()),
+        },
     };
     Env { _sim: sim, files, root: root.path().to_owned(), io, config, _dirs: vec![sim_dir, root, kv_dir] }
 }
@@ -76,7 +79,23 @@ async fn create_status_list_tick_and_cancel() {
     let id = created.body["id"].as_str().unwrap().to_owned();
     assert!(created.headers.contains(&("location".into(), format!("/uploads/{id}"))));
     assert_eq!(created.body["state"], "done", "a generous budget finishes in the creating invocation");
-    for key in ["fileSha", "fileId", "url", "size", "dataSize", "hashedBytes", "uploadedBytes", "partsTotal", "partsDone", "invocations", "createdAt", "updatedAt", "fileName", "fileType", "source"] {
+    for key in [
+        "fileSha",
+        "fileId",
+        "url",
+        "size",
+        "dataSize",
+        "hashedBytes",
+        "uploadedBytes",
+        "partsTotal",
+        "partsDone",
+        "invocations",
+        "createdAt",
+        "updatedAt",
+        "fileName",
+        "fileType",
+        "source",
+    ] {
         assert!(created.body.get(key).is_some(), "{key} missing in {}", created.body);
     }
     assert_eq!(created.body["source"].as_str().unwrap(), format!("http://{}/movie.mp4?<redacted>", env.files.addr));

@@ -42,13 +42,7 @@ struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options {
-            faults: 0.05,
-            budget_ms: 200,
-            chaos: 0.0,
-            chaos_window: Duration::ZERO,
-            limits: up::Limits::default(),
-        }
+        Options { faults: 0.05, budget_ms: 200, chaos: 0.0, chaos_window: Duration::ZERO, limits: up::Limits::default() }
     }
 }
 
@@ -322,7 +316,8 @@ async fn platform_limits_are_enforced() {
     let limits = up::Limits { time: Duration::from_millis(40), ..up::Limits::default() };
     let timed = env(Options { budget_ms: 60_000, faults: 0.0, limits, ..Options::default() }).await;
     timed.file("slow.mp4", 64 << 20, 1);
-    let (status, v) = timed.call("POST", "/uploads", &serde_json::json!({ "source": timed.url("slow.mp4") }).to_string(), Some(TOKEN)).await;
+    let (status, v) =
+        timed.call("POST", "/uploads", &serde_json::json!({ "source": timed.url("slow.mp4") }).to_string(), Some(TOKEN)).await;
     assert_eq!(status, 500, "{v}");
     assert!(v["error"]["message"].as_str().unwrap().contains("time limit"), "{v}");
     assert!(timed.host.stats.timeouts.load(Ordering::Relaxed) >= 1);
@@ -331,7 +326,8 @@ async fn platform_limits_are_enforced() {
     let limits = up::Limits { value_bytes: 200, ..up::Limits::default() };
     let sized = env(Options { faults: 0.0, limits, ..Options::default() }).await;
     sized.file("big-record.mp4", 1000, 2);
-    let (status, v) = sized.call("POST", "/uploads", &serde_json::json!({ "source": sized.url("big-record.mp4") }).to_string(), Some(TOKEN)).await;
+    let (status, v) =
+        sized.call("POST", "/uploads", &serde_json::json!({ "source": sized.url("big-record.mp4") }).to_string(), Some(TOKEN)).await;
     assert_eq!((status, v["error"]["code"].as_str()), (500, Some("storage_error")), "{v}");
     assert!(v["error"]["message"].as_str().unwrap().contains("the limit is 200"), "{v}");
 

@@ -3,13 +3,13 @@
 
 use host_sim::client::VodClient;
 use host_sim::kv::SqliteKv;
+use host_sim::native::monotonic_now as now;
 use host_sim::native::NativeIo;
 use host_sim::vod::{self, faults::Faults, DEV_SECRET_ID, DEV_SECRET_KEY};
 use sha1::Digest as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use host_sim::native::monotonic_now as now;
 use vod_uploader::checkpoint::{Record, Spec, State};
 use vod_uploader::engine::{self, Settings};
 use vod_uploader::protocol::{Credentials, Endpoint, Signer};
@@ -88,10 +88,8 @@ impl Env {
     /// The bytes the simulator holds for a fileId.
     async fn stored(&self, file_id: &str) -> Vec<u8> {
         use http_body_util::BodyExt;
-        let response = host_sim::http::client()
-            .get(format!("http://{}/sim/files/{file_id}", self.sim.addr).parse().unwrap())
-            .await
-            .unwrap();
+        let response =
+            host_sim::http::client().get(format!("http://{}/sim/files/{file_id}", self.sim.addr).parse().unwrap()).await.unwrap();
         assert_eq!(response.status(), 200);
         response.into_body().collect().await.unwrap().to_bytes().to_vec()
     }
@@ -321,10 +319,7 @@ async fn two_invocations_advancing_one_upload_at_once() {
     let (rec, _) = env.create(&env.io(), spec(env.url("race.mp4"), HALF)).await.unwrap();
     let (a, b) = (env.io(), env.io());
     for _ in 0..20_000 {
-        let (ra, rb) = tokio::join!(
-            engine::advance(&a, &s, &rec.id, now()),
-            engine::advance(&b, &s, &rec.id, now())
-        );
+        let (ra, rb) = tokio::join!(engine::advance(&a, &s, &rec.id, now()), engine::advance(&b, &s, &rec.id, now()));
         let (ra, rb) = (ra.unwrap().unwrap(), rb.unwrap().unwrap());
         assert_ne!(ra.state, State::Failed, "{:?}", ra.error);
         assert_ne!(rb.state, State::Failed, "{:?}", rb.error);
@@ -469,7 +464,11 @@ async fn permanent_source_errors_fail_at_once() {
     let (rec, _) = env.create(&io, spec(env.url("p.mp4?fault=status&status=403&after=2"), HALF)).await.unwrap();
     let failed = drive(&io, &s, &rec.id, 1).await;
     assert_eq!((failed.state, failed.error.as_ref().map(|e| e.code.as_str())), (State::Failed, Some("source_denied")));
-    for (query, code) in [("fault=status&status=404", "source_not_found"), ("fault=status&status=410", "source_not_found"), ("fault=bad-range", "source_bad_range")] {
+    for (query, code) in [
+        ("fault=status&status=404", "source_not_found"),
+        ("fault=status&status=410", "source_not_found"),
+        ("fault=bad-range", "source_bad_range"),
+    ] {
         let e = env.create(&io, spec(env.url(&format!("p.mp4?{query}")), HALF)).await.unwrap_err();
         assert_eq!(e.code(), code, "{query}: {e}");
     }

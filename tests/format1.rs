@@ -33,8 +33,16 @@ use vod_uploader::job;
 use vod_uploader::source::{Identity, Source, SourceError};
 
 /// The fixtures, by file stem.
-const FIXTURES: [&str; 8] =
-    ["pending-waiting", "hashing-md5-chunk", "uploading-parts-done", "finishing", "failed-in-uploading", "done", "cancelled", "pending-no-defaults"];
+const FIXTURES: [&str; 8] = [
+    "pending-waiting",
+    "hashing-md5-chunk",
+    "uploading-parts-done",
+    "finishing",
+    "failed-in-uploading",
+    "done",
+    "cancelled",
+    "pending-no-defaults",
+];
 
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format1")
@@ -241,7 +249,8 @@ fn generate_format1_fixtures() {
             let parts = [5u64, 9].iter().map(|&i| (i * 64, bytes[i as usize * 64..(i as usize + 1) * 64].to_vec())).collect();
             w.service.borrow_mut().sessions.insert(sha1_hex(&bytes), Session { file_size: bytes.len() as u64, data_size: 64, parts });
         };
-        let world = stopped_where(&setup, held, |_, r| r.state == State::Uploading && r.session && !r.done_above.is_empty() && r.done_below > 0);
+        let world =
+            stopped_where(&setup, held, |_, r| r.state == State::Uploading && r.session && !r.done_above.is_empty() && r.done_below > 0);
         write("uploading-parts-done", &fixture(&world, &setup, "uploading: a session, parts done below and above doneBelow"));
     }
 
@@ -292,7 +301,23 @@ fn generate_format1_fixtures() {
         let key = checkpoint::record_key(&rec.id);
         let mut value: Value = serde_json::from_slice(&world.kv.borrow()[&key]).expect("json");
         let map = value.as_object_mut().expect("object");
-        for field in ["hashing", "fileSha", "doneAbove", "fileId", "url", "error", "retryAfter", "repairs", "readRate", "stats", "attemptedAt", "retries", "failingSince", "failedIn", "endedAt"] {
+        for field in [
+            "hashing",
+            "fileSha",
+            "doneAbove",
+            "fileId",
+            "url",
+            "error",
+            "retryAfter",
+            "repairs",
+            "readRate",
+            "stats",
+            "attemptedAt",
+            "retries",
+            "failingSince",
+            "failedIn",
+            "endedAt",
+        ] {
             map.remove(field);
         }
         let spec = map["spec"].as_object_mut().expect("spec");

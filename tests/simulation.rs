@@ -12,7 +12,6 @@ mod sim;
 use sim::scenario::{run_scenario, run_seed, stalled_next_to_healthy, Preseed, Scenario};
 use sim::world::{KillWhen, Kills};
 
-
 /// Seeded scenarios per test below; the harness runs the tests in parallel.
 const PER_TEST: u64 = 2_500;
 
@@ -27,7 +26,8 @@ fn seeds(from: u64) {
         match result {
             Ok(report) => kills += report.kills,
             Err(problem) => {
-                failures.push(format!("seed {seed}: {problem}\nreplay: SIM_SEED={seed} cargo test --test simulation replay -- --nocapture"));
+                failures
+                    .push(format!("seed {seed}: {problem}\nreplay: SIM_SEED={seed} cargo test --test simulation replay -- --nocapture"));
                 if failures.len() >= 3 {
                     break;
                 }

@@ -45,7 +45,11 @@ fn cpu_seconds(pid: &str) -> anyhow::Result<f64> {
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let parent = args.data_parent.clone().unwrap_or_else(|| {
         let shm = std::path::PathBuf::from("/dev/shm");
-        if shm.is_dir() { shm } else { std::env::temp_dir() }
+        if shm.is_dir() {
+            shm
+        } else {
+            std::env::temp_dir()
+        }
     });
     let data = tempfile::tempdir_in(&parent)?;
     let mut child = Command::new(std::env::current_exe()?)
@@ -68,10 +72,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let client_cpu_per_gb = cpu_client / (bytes / 1e9);
     println!("| clients | MiB sent | seconds | MB/s | simulator CPU s/GB | client CPU s/GB |");
     println!("|---|---|---|---|---|---|");
-    println!(
-        "| {} | {} | {secs:.2} | {mb_s:.0} | {server_cpu_per_gb:.3} | {client_cpu_per_gb:.3} |",
-        args.clients, args.total_mib
-    );
+    println!("| {} | {} | {secs:.2} | {mb_s:.0} | {server_cpu_per_gb:.3} | {client_cpu_per_gb:.3} |", args.clients, args.total_mib);
     if let Some(path) = args.json {
         let json = serde_json::json!({
             "clients": args.clients, "bytes": bytes, "seconds": secs, "mb_per_s": mb_s,

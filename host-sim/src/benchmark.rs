@@ -327,8 +327,15 @@ async fn floor_upload(args: &BenchArgs, s: &Servers, size: u64, seed: u64) -> an
         md5s.push(vod_uploader::hex::encode(&part.finalize()));
     }
     let file_sha = vod_uploader::hex::encode(&sha.finalize());
-    vod.init(InitUpload { file_name: "floor".into(), file_sha: file_sha.clone(), file_size: size, data_size: PART, file_type: "mp4".into(), ..Default::default() })
-        .await?;
+    vod.init(InitUpload {
+        file_name: "floor".into(),
+        file_sha: file_sha.clone(),
+        file_size: size,
+        data_size: PART,
+        file_type: "mp4".into(),
+        ..Default::default()
+    })
+    .await?;
     let mut body = client.get(url).await?.into_body();
     let mut tasks = tokio::task::JoinSet::new();
     let mut buf = Vec::with_capacity(PART as usize);
@@ -386,8 +393,8 @@ fn parse_hash_output(what: &str, stdout: &[u8]) -> anyhow::Result<HashFigures> {
 
 /// Runs the wasm hashing harness the way the component runs (see [`up::run_command`]).
 async fn hash_in_wasm(args: &BenchArgs) -> anyhow::Result<HashFigures> {
-    let bytes = std::fs::read(&args.hash_wasm)
-        .with_context(|| format!("cannot read {} (build it with `make bench`)", args.hash_wasm.display()))?;
+    let bytes =
+        std::fs::read(&args.hash_wasm).with_context(|| format!("cannot read {} (build it with `make bench`)", args.hash_wasm.display()))?;
     let stdout = up::run_command(&bytes, &[args.hash_mib.to_string(), args.hash_rounds.to_string()]).await?;
     parse_hash_output("the wasm hashing harness", &stdout)
 }
@@ -399,9 +406,10 @@ async fn hash_case(args: &BenchArgs) -> anyhow::Result<Report> {
     let wasm = hash_in_wasm(args).await?;
     let portable = {
         let (path, mib, rounds) = (args.hash_portable.clone(), args.hash_mib, args.hash_rounds);
-        let out = tokio::task::spawn_blocking(move || std::process::Command::new(&path).arg(mib.to_string()).arg(rounds.to_string()).output())
-            .await?
-            .with_context(|| format!("cannot run {} (build it with `make bench`)", args.hash_portable.display()))?;
+        let out =
+            tokio::task::spawn_blocking(move || std::process::Command::new(&path).arg(mib.to_string()).arg(rounds.to_string()).output())
+                .await?
+                .with_context(|| format!("cannot run {} (build it with `make bench`)", args.hash_portable.display()))?;
         anyhow::ensure!(out.status.success(), "{} failed: {}", args.hash_portable.display(), String::from_utf8_lossy(&out.stderr));
         parse_hash_output("the portable hashing harness", &out.stdout)?
     };
@@ -424,7 +432,11 @@ async fn hash_case(args: &BenchArgs) -> anyhow::Result<Report> {
         let target = if name == "sha1" { format!("wasm/portable >= 0.90: {}", verdict(w / p >= 0.90)) } else { "reported".to_owned() };
         rows.push(row(
             format!("hash {name}"),
-            format!("{what}: wasm {w:.0} MB/s, native portable {p:.0} MB/s, native best {b:.0} MB/s; wasm/portable {:.2}, wasm/best {:.2}", w / p, w / b),
+            format!(
+                "{what}: wasm {w:.0} MB/s, native portable {p:.0} MB/s, native best {b:.0} MB/s; wasm/portable {:.2}, wasm/best {:.2}",
+                w / p,
+                w / b
+            ),
             target,
         ));
         json.insert(
@@ -493,13 +505,7 @@ async fn e2e_case(args: &BenchArgs) -> anyhow::Result<(Report, Option<Run>, Opti
     let invocations = of(Mode::Wasm).first().map_or(String::new(), |r| format!("; wasm invocations {}", r.invocations));
     rows.push(row(
         "e2e",
-        format!(
-            "{} MiB, median of {} (range): {}; **{}**{invocations}",
-            args.e2e_mib,
-            args.rounds,
-            figures.join(", "),
-            ratios.join(", ")
-        ),
+        format!("{} MiB, median of {} (range): {}; **{}**{invocations}", args.e2e_mib, args.rounds, figures.join(", "), ratios.join(", ")),
         targets.join("; "),
     ));
     Ok((Report { rows, json: Value::Object(json) }, of(Mode::Wasm).first().cloned(), of(Mode::Native).first().cloned()))
@@ -561,7 +567,8 @@ async fn overhead_case(args: &BenchArgs, s: &Servers) -> anyhow::Result<Report> 
     let idle = time_calls(idle_host.up.addr, &format!("/uploads/{}/advance", done["id"].as_str().unwrap_or_default()), n).await?;
 
     let step_host = host(args, s, 0).await?;
-    let (status, big) = call(&client, step_host.up.addr, "POST", "/uploads", &json!({ "source": gen_url(s, 64 << 30, 10) }).to_string()).await?;
+    let (status, big) =
+        call(&client, step_host.up.addr, "POST", "/uploads", &json!({ "source": gen_url(s, 64 << 30, 10) }).to_string()).await?;
     anyhow::ensure!(status == 201, "create answered {status}: {big}");
     let path = format!("/uploads/{}/advance", big["id"].as_str().unwrap_or_default());
     let writes_before = big["stats"]["kvWrites"].as_u64().unwrap_or(0);
@@ -573,10 +580,16 @@ async fn overhead_case(args: &BenchArgs, s: &Servers) -> anyhow::Result<Report> 
     let (cm, cp) = (percentile(&step, 0.5), percentile(&step, 0.95));
     Ok(Report {
         rows: vec![
-            row("overhead idle", format!("advance with no work: {im:.2} ms median, {ip:.2} ms p95 (n={n})"), format!("<= 5 ms median: {}", verdict(im <= 5.0))),
+            row(
+                "overhead idle",
+                format!("advance with no work: {im:.2} ms median, {ip:.2} ms p95 (n={n})"),
+                format!("<= 5 ms median: {}", verdict(im <= 5.0)),
+            ),
             row(
                 "overhead checkpoint",
-                format!("advance that reads one chunk and saves a checkpoint: {cm:.2} ms median, {cp:.2} ms p95 (n={n}, {writes} KV writes)"),
+                format!(
+                    "advance that reads one chunk and saves a checkpoint: {cm:.2} ms median, {cp:.2} ms p95 (n={n}, {writes} KV writes)"
+                ),
                 "reported",
             ),
         ],
@@ -605,7 +618,10 @@ async fn memory_case(args: &BenchArgs, e2e: Option<&Run>) -> anyhow::Result<Repo
             "peak linear memory: {}",
             runs.iter().zip(&peaks).map(|(r, p)| format!("{p:.1} MiB for {} MiB", r.size / MIB)).collect::<Vec<_>>().join(", ")
         ),
-        format!("same for every size (spread {spread:.2} MiB), <= {bound:.0} MiB: {}", verdict(spread <= 0.5 && peaks.iter().all(|p| *p <= bound))),
+        format!(
+            "same for every size (spread {spread:.2} MiB), <= {bound:.0} MiB: {}",
+            verdict(spread <= 0.5 && peaks.iter().all(|p| *p <= bound))
+        ),
     )];
     let mut reads_json = Vec::new();
     for r in e2e.into_iter().chain(&runs) {
@@ -621,7 +637,11 @@ async fn memory_case(args: &BenchArgs, e2e: Option<&Run>) -> anyhow::Result<Repo
     let once = read_once.source_bytes as f64 / read_once.size as f64;
     rows.push(row(
         format!("reads {READ_ONCE_MIB} MiB"),
-        format!("at the read-once threshold: read {once:.3} x size in {} source requests; peak linear memory {:.1} MiB", read_once.source_requests, read_once.peak_memory as f64 / MIB as f64),
+        format!(
+            "at the read-once threshold: read {once:.3} x size in {} source requests; peak linear memory {:.1} MiB",
+            read_once.source_requests,
+            read_once.peak_memory as f64 / MIB as f64
+        ),
         format!("read once: {}", verdict(read_once.source_bytes <= read_once.size + 1)),
     ));
     Ok(Report {
@@ -658,7 +678,11 @@ async fn many_case(args: &BenchArgs, s: &Servers) -> anyhow::Result<Report> {
     }
     let secs = started.elapsed().as_secs_f64();
     Ok(Report {
-        rows: vec![row("many", format!("{} uploads of 1-5 MiB via POST /uploads + /tick in {secs:.1} s: {:.1} uploads/s", args.many, args.many as f64 / secs), "reported")],
+        rows: vec![row(
+            "many",
+            format!("{} uploads of 1-5 MiB via POST /uploads + /tick in {secs:.1} s: {:.1} uploads/s", args.many, args.many as f64 / secs),
+            "reported",
+        )],
         json: json!({ "uploads": args.many, "seconds": secs, "uploads_per_s": args.many as f64 / secs }),
     })
 }

@@ -10,8 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use vod_uploader::protocol::{
-    self, AnswerError, ApiError, Call, Credentials, Endpoint, FinishUpload, Finished, InitAnswer, InitUpload, Method,
-    Signer, UploadPart,
+    self, AnswerError, ApiError, Call, Credentials, Endpoint, FinishUpload, Finished, InitAnswer, InitUpload, Method, Signer, UploadPart,
 };
 use vod_uploader::sign::Algorithm;
 
@@ -67,12 +66,7 @@ impl VodClient {
     pub fn new(endpoint: &str, credentials: Credentials, algorithm: Algorithm) -> anyhow::Result<Self> {
         Ok(VodClient {
             http: http::client(),
-            signer: Arc::new(Signer {
-                endpoint: Endpoint::parse(endpoint)?,
-                credentials,
-                region: "gz".into(),
-                algorithm,
-            }),
+            signer: Arc::new(Signer { endpoint: Endpoint::parse(endpoint)?, credentials, region: "gz".into(), algorithm }),
             attempts: 8,
         })
     }
@@ -84,17 +78,10 @@ impl VodClient {
         if body.is_some() {
             builder = builder.header("content-type", "application/octet-stream");
         }
-        let request = builder
-            .body(http::full(body.unwrap_or_default()))
-            .map_err(|e| CallError::Transport(e.to_string()))?;
+        let request = builder.body(http::full(body.unwrap_or_default())).map_err(|e| CallError::Transport(e.to_string()))?;
         let response = self.http.request(request).await.map_err(|e| CallError::Transport(e.to_string()))?;
         let status = response.status();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| CallError::Transport(e.to_string()))?
-            .to_bytes();
+        let bytes = response.into_body().collect().await.map_err(|e| CallError::Transport(e.to_string()))?.to_bytes();
         if !status.is_success() {
             return Err(CallError::Transport(format!("HTTP {status}")));
         }
@@ -103,12 +90,7 @@ impl VodClient {
 
     /// Sends `call` and parses the answer with `parse`, retrying retryable failures
     /// with a short exponential backoff (re-signed each time: nonces are single-use).
-    async fn call<T>(
-        &self,
-        call: &Call,
-        body: Option<Bytes>,
-        parse: fn(&[u8]) -> Result<T, AnswerError>,
-    ) -> Result<T, CallError> {
+    async fn call<T>(&self, call: &Call, body: Option<Bytes>, parse: fn(&[u8]) -> Result<T, AnswerError>) -> Result<T, CallError> {
         let mut delay = Duration::from_millis(5);
         let mut attempt = 1;
         loop {
@@ -141,19 +123,13 @@ impl VodClient {
 
     /// UploadPart with `bytes` at `offset` whose MD5 the caller already knows.
     pub async fn part_with_md5(&self, file_sha: &str, offset: u64, bytes: Bytes, md5: String) -> Result<(), CallError> {
-        let call = Call::UploadPart(UploadPart {
-            file_sha: file_sha.to_owned(),
-            offset,
-            data_size: bytes.len() as u64,
-            data_md5: md5,
-        });
+        let call = Call::UploadPart(UploadPart { file_sha: file_sha.to_owned(), offset, data_size: bytes.len() as u64, data_md5: md5 });
         self.call(&call, Some(bytes), protocol::parse_part).await
     }
 
     /// FinishUpload.
     pub async fn finish(&self, file_sha: &str) -> Result<Finished, CallError> {
-        self.call(&Call::FinishUpload(FinishUpload { file_sha: file_sha.to_owned() }), None, protocol::parse_finish)
-            .await
+        self.call(&Call::FinishUpload(FinishUpload { file_sha: file_sha.to_owned() }), None, protocol::parse_finish).await
     }
 
     /// Uploads a whole file: SHA-1 pass, InitUpload, the parts the service lacks

@@ -133,9 +133,8 @@ pub async fn upload_with_component(file: &Path, run: &RunArgs, seed: u64, work: 
     anyhow::ensure!(status == 201 || status == 200, "POST /uploads answered {status}: {state}");
     let id = state["id"].as_str().unwrap_or_default().to_owned();
     println!("upload {id}: {} bytes in {}-byte parts, {} ms per invocation", size, state["dataSize"], run.budget_ms);
-    let bar = indicatif::ProgressBar::new(2 * size).with_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {msg}").expect("valid template"),
-    );
+    let bar = indicatif::ProgressBar::new(2 * size)
+        .with_style(indicatif::ProgressStyle::with_template("{bar:40} {msg}").expect("valid template"));
     loop {
         let hashed = state["hashedBytes"].as_u64().unwrap_or(0);
         let uploaded = state["uploadedBytes"].as_u64().unwrap_or(0);
@@ -164,7 +163,9 @@ pub async fn upload_with_component(file: &Path, run: &RunArgs, seed: u64, work: 
     let seconds = started.elapsed().as_secs_f64();
     println!(
         "done in {seconds:.1} s over {} invocations: fileId {} url {}",
-        state["invocations"], state["fileId"].as_str().unwrap_or("?"), state["url"].as_str().unwrap_or("?")
+        state["invocations"],
+        state["fileId"].as_str().unwrap_or("?"),
+        state["url"].as_str().unwrap_or("?")
     );
 
     // Verify: the simulator's stored copy has the source's SHA-1.

@@ -131,9 +131,7 @@ impl Fault {
             "gzip" => Fault::Gzip { negotiated: false },
             "gzip-negotiated" => Fault::Gzip { negotiated: true },
             "no-range" => Fault::NoRange,
-            "bad-range" => Fault::BadRange {
-                shift: param("shift").map_or(Ok(1), |v| v.parse().map_err(|_| format!("bad shift: {v:?}")))?,
-            },
+            "bad-range" => Fault::BadRange { shift: param("shift").map_or(Ok(1), |v| v.parse().map_err(|_| format!("bad shift: {v:?}")))? },
             "long-body" => Fault::LongBody { extra: number("extra", Some(1024))? },
             "status" => {
                 let code = number("status", None)?;
@@ -493,10 +491,7 @@ mod tests {
         assert_eq!(Fault::parse("a=1&fault=stall-body"), Ok(Some(Fault::StallBody { after: 65536 })));
         assert_eq!(Fault::parse("fault=bad-range&shift=-3"), Ok(Some(Fault::BadRange { shift: -3 })));
         assert_eq!(Fault::parse("fault=long-body"), Ok(Some(Fault::LongBody { extra: 1024 })));
-        assert_eq!(
-            Fault::parse("fault=status&status=410&after=3"),
-            Ok(Some(Fault::Status { status: StatusCode::GONE, after: 3 }))
-        );
+        assert_eq!(Fault::parse("fault=status&status=410&after=3"), Ok(Some(Fault::Status { status: StatusCode::GONE, after: 3 })));
         assert_eq!(Fault::parse("fault=gzip-negotiated"), Ok(Some(Fault::Gzip { negotiated: true })));
         assert!(Fault::parse("fault=slow").unwrap_err().contains("bps"));
         assert!(Fault::parse("fault=status&status=600").unwrap_err().contains("600"));

@@ -42,11 +42,7 @@ pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
 
 /// A plain answer.
 pub fn text(status: StatusCode, body: &'static str) -> Response<Body> {
-    Response::builder()
-        .status(status)
-        .header("content-type", "text/html")
-        .body(full(body))
-        .expect("valid response")
+    Response::builder().status(status).header("content-type", "text/html").body(full(body)).expect("valid response")
 }
 
 /// Streams the first `len` bytes of a file, 256 KiB at a time, never holding it whole.
@@ -104,9 +100,7 @@ where
             let handler = handler.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(&handler);
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
             });
         }
     });

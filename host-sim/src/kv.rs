@@ -129,9 +129,7 @@ impl SqliteKv {
 
     /// Whether `key` exists.
     pub fn exists(&self, key: &str) -> rusqlite::Result<bool> {
-        self.conn()
-            .prepare_cached("SELECT 1 FROM spin_key_value WHERE store = ?1 AND key = ?2")?
-            .exists(params![self.store, key])
+        self.conn().prepare_cached("SELECT 1 FROM spin_key_value WHERE store = ?1 AND key = ?2")?.exists(params![self.store, key])
     }
 }
 
@@ -151,10 +149,8 @@ fn migrate_old_table(conn: &mut Connection) -> rusqlite::Result<Migration> {
         return Ok(Migration::default());
     }
     let total: u64 = tx.query_row("SELECT COUNT(*) FROM kv", [], |r| r.get(0))?;
-    let moved = tx.execute(
-        "INSERT OR IGNORE INTO spin_key_value (store, key, value) SELECT ?1, key, value FROM kv",
-        [DEFAULT_STORE],
-    )? as u64;
+    let moved =
+        tx.execute("INSERT OR IGNORE INTO spin_key_value (store, key, value) SELECT ?1, key, value FROM kv", [DEFAULT_STORE])? as u64;
     tx.execute_batch("DROP TABLE kv")?;
     tx.commit()?;
     Ok(Migration { moved, superseded: total - moved })

@@ -82,11 +82,8 @@ impl Io for NativeIo {
         let req = builder.body(http::full(Bytes::copy_from_slice(&request.body))).map_err(|e| e.to_string())?;
         let response = self.client.request(req).await.map_err(|e| format!("{e:?}"))?;
         let status = response.status().as_u16();
-        let headers = response
-            .headers()
-            .iter()
-            .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
-            .collect();
+        let headers =
+            response.headers().iter().map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect();
         Ok(HttpResponse { status, headers, body: NativeBody(response.into_body()) })
     }
 

@@ -370,7 +370,10 @@ async fn kill_and_restart(host: Host) -> String {
     let parts = size.div_ceil(PART);
     // Parts already held were not all sent again after the restart.
     assert!(total < 2 * parts, "{total} parts stored for {parts}");
-    format!("killed with {stored_at_kill}/{parts} parts stored; resumed {} ({hashed} B hashed); done, byte-identical, {total} part writes", before["state"])
+    format!(
+        "killed with {stored_at_kill}/{parts} parts stored; resumed {} ({hashed} B hashed); done, byte-identical, {total} part writes",
+        before["state"]
+    )
 }
 
 async fn outside_allowed_hosts(host: Host) -> String {
@@ -406,7 +409,10 @@ async fn two_origins(host: Host) -> String {
     let (status, v) = rt.call("POST", "/uploads", &json!({ "source": world.source(1000, 1) }).to_string()).await;
     assert_eq!((status, v["error"]["code"].as_str()), (503, Some("config_error")), "{v}");
     let message = v["error"]["message"].as_str().unwrap();
-    assert!(message.contains("source_origin") && message.contains("exactly one origin") && message.contains("allowed_outbound_hosts"), "{message}");
+    assert!(
+        message.contains("source_origin") && message.contains("exactly one origin") && message.contains("allowed_outbound_hosts"),
+        "{message}"
+    );
     assert!(!message.contains(&both), "the value is not echoed: {message}");
     // A health check, or a caller without the token, sees the deployment is not
     // usable, without the details.

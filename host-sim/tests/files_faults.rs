@@ -136,8 +136,7 @@ async fn stall_body_sends_the_headers_and_the_first_bytes_then_stalls() {
     assert_eq!(read_until_stall(&mut body).await, &s.data[..65536]);
 
     // A range, stall_after given.
-    let (parts, mut body) =
-        s.get("/video.mp4?fault=stall-body&stall_after=1000", &[("range", "bytes=5000-9999")]).await.into_parts();
+    let (parts, mut body) = s.get("/video.mp4?fault=stall-body&stall_after=1000", &[("range", "bytes=5000-9999")]).await.into_parts();
     assert_eq!(parts.status, StatusCode::PARTIAL_CONTENT);
     assert_eq!(parts.headers["content-length"], "5000");
     assert_eq!(parts.headers["content-range"], "bytes 5000-9999/200000");
@@ -152,8 +151,7 @@ async fn stall_body_sends_the_headers_and_the_first_bytes_then_stalls() {
 #[tokio::test]
 async fn gzip_compresses_the_range_whatever_accept_encoding_says() {
     let s = Server::start().await;
-    let (response, body) =
-        s.fetch("/video.mp4?fault=gzip", &[("range", "bytes=1000-5999"), ("accept-encoding", "identity")]).await;
+    let (response, body) = s.fetch("/video.mp4?fault=gzip", &[("range", "bytes=1000-5999"), ("accept-encoding", "identity")]).await;
     assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(header(&response, "content-encoding"), Some("gzip"));
     assert_eq!(header(&response, "content-range"), Some("bytes 1000-5999/200000"));
@@ -253,8 +251,7 @@ async fn status_answers_that_status_to_every_request() {
     let s = Server::start().await;
     for code in [403u16, 404, 410, 429, 500, 503] {
         for path in ["/video.mp4", "/missing.mp4", "/gen/100/1"] {
-            let (response, body) =
-                s.fetch(&format!("{path}?fault=status&status={code}"), &[("range", "bytes=0-9")]).await;
+            let (response, body) = s.fetch(&format!("{path}?fault=status&status={code}"), &[("range", "bytes=0-9")]).await;
             assert_eq!(response.status().as_u16(), code, "{path}");
             let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
             assert!(body["error"].as_str().unwrap().contains(&code.to_string()));

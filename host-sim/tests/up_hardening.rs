@@ -303,12 +303,8 @@ async fn three_hosts_on_one_store_with_faults_and_kills() {
         let (status, list) = api(&client, host, "GET", "/uploads", "").await;
         if status == 200 {
             assert_eq!(list["unreadable"], json!([]), "{list}");
-            let uploads: HashMap<String, Value> = list["uploads"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|u| (u["id"].as_str().unwrap().to_owned(), u.clone()))
-                .collect();
+            let uploads: HashMap<String, Value> =
+                list["uploads"].as_array().unwrap().iter().map(|u| (u["id"].as_str().unwrap().to_owned(), u.clone())).collect();
             for u in uploads.values() {
                 done_since.observe(u, sent);
             }
@@ -411,7 +407,9 @@ impl DoneSince {
 }
 
 /// `futures::future::join_all` without the dependency: every future on its own task.
-async fn futures_join_all<T: Send + 'static>(futures: impl IntoIterator<Item = impl std::future::Future<Output = T> + Send + 'static>) -> Vec<T> {
+async fn futures_join_all<T: Send + 'static>(
+    futures: impl IntoIterator<Item = impl std::future::Future<Output = T> + Send + 'static>,
+) -> Vec<T> {
     let tasks: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
     let mut out = Vec::with_capacity(tasks.len());
     for task in tasks {
@@ -553,7 +551,10 @@ async fn an_encoded_source_is_refused_and_an_identity_one_is_not() {
     // again).
     let distinct = sim["partsStored"].as_u64().unwrap() - sim["partsResent"].as_u64().unwrap();
     assert_eq!(Some(distinct), done["partsTotal"].as_u64(), "{sim} {done}");
-    println!("encoded source: refused with {refused} {}; identity upload of {size} bytes in {} invocations; {sim}", v["error"]["message"], done["invocations"]);
+    println!(
+        "encoded source: refused with {refused} {}; identity upload of {size} bytes in {} invocations; {sim}",
+        v["error"]["message"], done["invocations"]
+    );
 }
 
 /// Permanent source conditions fail the upload at once with their own codes (never

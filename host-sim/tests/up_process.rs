@@ -97,10 +97,8 @@ async fn killed_and_restarted_host_resumes_from_checkpoints() {
     second.kill().unwrap();
     second.wait().unwrap();
     assert_eq!((done["fileSha"].as_str(), done["size"].as_u64()), (Some(sha.as_str()), Some(size)));
-    let response = http::client()
-        .get(format!("http://{}/sim/files/{}", sim.addr, done["fileId"].as_str().unwrap()).parse().unwrap())
-        .await
-        .unwrap();
+    let response =
+        http::client().get(format!("http://{}/sim/files/{}", sim.addr, done["fileId"].as_str().unwrap()).parse().unwrap()).await.unwrap();
     let stored = response.into_body().collect().await.unwrap().to_bytes();
     assert!(stored == std::fs::read(&path).unwrap(), "the simulator's copy differs from the source");
 }

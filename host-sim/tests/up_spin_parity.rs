@@ -172,7 +172,12 @@ impl Drop for Runtime {
         if std::thread::panicking() {
             let log = self.log();
             let lines: Vec<&str> = log.lines().collect();
-            eprintln!("---- last lines of {} ({}) ----\n{}", self.name, self.log.display(), lines[lines.len().saturating_sub(30)..].join("\n"));
+            eprintln!(
+                "---- last lines of {} ({}) ----\n{}",
+                self.name,
+                self.log.display(),
+                lines[lines.len().saturating_sub(30)..].join("\n")
+            );
         }
     }
 }
@@ -468,13 +473,19 @@ async fn an_invalid_literal_allowed_host_stops_the_load() {
     let mut cmd = Command::new(host_sim_bin());
     cmd.args(["up", "--listen", "127.0.0.1:0", "--manifest"]).arg(&manifest).arg("--kv").arg(&kv);
     let why = refused(cmd);
-    assert!(why.contains("`allowed_outbound_hosts` is malformed") && why.contains("Invalid allowed host \"127.0.0.1:1,http://127.0.0.1\""), "{why}");
+    assert!(
+        why.contains("`allowed_outbound_hosts` is malformed") && why.contains("Invalid allowed host \"127.0.0.1:1,http://127.0.0.1\""),
+        "{why}"
+    );
 
     let Some(spin) = real_spin("an_invalid_literal_allowed_host_stops_the_load") else { return };
     let mut cmd = Command::new(spin);
     cmd.args(["up", "--listen", "127.0.0.1:0", "-f"]).arg(&manifest).arg("--state-dir").arg(dir.path().join("spin-state"));
     let why = refused(cmd);
-    assert!(why.contains("`allowed_outbound_hosts` is malformed") && why.contains("Invalid allowed host \"127.0.0.1:1,http://127.0.0.1\""), "{why}");
+    assert!(
+        why.contains("`allowed_outbound_hosts` is malformed") && why.contains("Invalid allowed host \"127.0.0.1:1,http://127.0.0.1\""),
+        "{why}"
+    );
 }
 
 /// A component that traps at once, its handler a function named after a secret (so
@@ -628,8 +639,7 @@ async fn outbound_stats(host: &Runtime) -> (u64, u64) {
 async fn outbound_connections_are_pooled_across_requests() {
     let dir = tempfile::tempdir().unwrap();
     let kv = dir.path().join("kv.sqlite").display().to_string();
-    let (traffic, host) =
-        upload_counting_connections(|d, m, v| Runtime::host_sim(d, m, v, &["--kv", &kv], d)).await;
+    let (traffic, host) = upload_counting_connections(|d, m, v| Runtime::host_sim(d, m, v, &["--kv", &kv], d)).await;
     let (requests, opened) = outbound_stats(&host).await;
     println!("host-sim, pooled: {traffic:?}, {requests} outbound requests");
     assert!(requests >= 36, "{requests} requests");

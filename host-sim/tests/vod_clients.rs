@@ -17,11 +17,8 @@ const MIB: u64 = 1_048_576;
 
 /// Sends a request; the status and the answer's bytes exactly as they arrived.
 async fn send_bytes(method: &str, url: &str, body: Option<Vec<u8>>) -> (u16, Bytes) {
-    let request = hyper::Request::builder()
-        .method(method)
-        .uri(url)
-        .body(host_sim::http::full(Bytes::from(body.unwrap_or_default())))
-        .unwrap();
+    let request =
+        hyper::Request::builder().method(method).uri(url).body(host_sim::http::full(Bytes::from(body.unwrap_or_default()))).unwrap();
     let response = host_sim::http::client().request(request).await.expect("connection");
     let status = response.status().as_u16();
     (status, response.into_body().collect().await.unwrap().to_bytes())
@@ -201,10 +198,7 @@ async fn part_with_a_waiting_repeat(a: SocketAddr, seed: u64) -> (Vec<u8>, tokio
     let first = stalled_part(a, &url, &bytes, 1000).await;
     let repeat_body = bytes.clone();
     let mut repeat = tokio::spawn(async move { send_bytes("POST", &url, Some(repeat_body)).await });
-    assert!(
-        tokio::time::timeout(Duration::from_millis(500), &mut repeat).await.is_err(),
-        "the repeat must wait for the first's answer"
-    );
+    assert!(tokio::time::timeout(Duration::from_millis(500), &mut repeat).await.is_err(), "the repeat must wait for the first's answer");
     (bytes, first, repeat)
 }
 

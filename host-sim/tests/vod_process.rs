@@ -73,7 +73,20 @@ async fn credentials_and_fault_flags_take_effect() {
     let dir = tempfile::tempdir().unwrap();
     let (mut child, addr) = spawn_vod(
         dir.path(),
-        &["--secret-id", "AKIDa", "--secret-key", "ka", "--secret-id", "AKIDb", "--secret-key", "kb", "--fault-rate", "1", "--fault-kinds", "http503"],
+        &[
+            "--secret-id",
+            "AKIDa",
+            "--secret-key",
+            "ka",
+            "--secret-id",
+            "AKIDb",
+            "--secret-key",
+            "kb",
+            "--fault-rate",
+            "1",
+            "--fault-kinds",
+            "http503",
+        ],
     );
     let mut call = Call::init(&sha1_hex(b"x"), 1, HALF).with("SecretId", "AKIDb");
     call.key = "kb".into();
@@ -101,7 +114,17 @@ async fn credentials_and_fault_flags_take_effect() {
 fn sign_reproduces_the_documented_vectors() {
     let run = |params: &str| {
         let out = Command::new(BIN)
-            .args(["sign", "--method", "GET", "--host", "cvm.api.qcloud.com", "--path", "/v2/index.php", "--key", "Gu5t9xGARNpq86cd98joQYCN3Cozk1qA"])
+            .args([
+                "sign",
+                "--method",
+                "GET",
+                "--host",
+                "cvm.api.qcloud.com",
+                "--path",
+                "/v2/index.php",
+                "--key",
+                "Gu5t9xGARNpq86cd98joQYCN3Cozk1qA",
+            ])
             .args(params.split('&'))
             .output()
             .unwrap();
@@ -123,8 +146,20 @@ fn vod_help_documents_every_flag() {
     let out = Command::new(BIN).args(["vod", "--help"]).output().unwrap();
     let help = String::from_utf8(out.stdout).unwrap();
     for flag in [
-        "--listen", "--data", "--secret-id", "--secret-key", "--timestamp-window", "--rate-init", "--rate-part",
-        "--rate-finish", "--fault-rate", "--fault-kinds", "--seed", "--slow-ms", "--notify-url", "--app-id",
+        "--listen",
+        "--data",
+        "--secret-id",
+        "--secret-key",
+        "--timestamp-window",
+        "--rate-init",
+        "--rate-part",
+        "--rate-finish",
+        "--fault-rate",
+        "--fault-kinds",
+        "--seed",
+        "--slow-ms",
+        "--notify-url",
+        "--app-id",
     ] {
         let line = help.lines().find(|l| l.trim_start().starts_with(flag)).unwrap_or_else(|| panic!("{flag} missing:\n{help}"));
         // Each flag has a description of its own (on the same or the next line).

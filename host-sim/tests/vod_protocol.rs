@@ -36,7 +36,12 @@ async fn full_multipart_upload_and_inspection() {
 async fn flags_and_tags_are_kept_on_the_session() {
     let sim = sim().await;
     let sha = sha1_hex(b"flags");
-    let init = Call::init(&sha, 5, HALF).with("isTranscode", "1").with("isWatermark", "1").with("tags.2", "b").with("tags.1", "a").with("classId", "7");
+    let init = Call::init(&sha, 5, HALF)
+        .with("isTranscode", "1")
+        .with("isWatermark", "1")
+        .with("tags.2", "b")
+        .with("tags.1", "a")
+        .with("classId", "7");
     assert_eq!(init.send(sim.addr()).await.code(), 0);
     let (_, s) = get_json(sim.addr(), &format!("/sim/sessions/{sha}")).await;
     assert_eq!((&s["isTranscode"], &s["isScreenshot"], &s["isWatermark"]), (&1.into(), &0.into(), &1.into()), "{s}");

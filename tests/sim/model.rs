@@ -60,7 +60,16 @@ pub struct SourceFile {
 
 impl SourceFile {
     pub fn new(bytes: Vec<u8>) -> Self {
-        SourceFile { bytes, change: None, quirk: Quirk::None, chunk: 4096, gap: Duration::from_millis(1), flaky: 0.0, states_length: true, requests: 0 }
+        SourceFile {
+            bytes,
+            change: None,
+            quirk: Quirk::None,
+            chunk: 4096,
+            gap: Duration::from_millis(1),
+            flaky: 0.0,
+            states_length: true,
+            requests: 0,
+        }
     }
 
     /// The content and its version at `now`.
@@ -83,7 +92,15 @@ impl SourceFile {
     }
 
     fn status(status: u16) -> Delivery {
-        Delivery::Answer(Answer { status, headers: vec![], chunks: vec![b"no".to_vec()], skip: 0, gap: Duration::ZERO, stall: false, kind: BodyKind::Other })
+        Delivery::Answer(Answer {
+            status,
+            headers: vec![],
+            chunks: vec![b"no".to_vec()],
+            skip: 0,
+            gap: Duration::ZERO,
+            stall: false,
+            kind: BodyKind::Other,
+        })
     }
 
     /// Answers a GET.
@@ -120,7 +137,15 @@ impl SourceFile {
         let (status, start, end) = match range {
             Some((a, _)) if a >= size => {
                 headers.push(("content-range".into(), format!("bytes */{size}")));
-                return Delivery::Answer(Answer { status: 416, headers, chunks: vec![], skip: 0, gap, stall: false, kind: BodyKind::Other });
+                return Delivery::Answer(Answer {
+                    status: 416,
+                    headers,
+                    chunks: vec![],
+                    skip: 0,
+                    gap,
+                    stall: false,
+                    kind: BodyKind::Other,
+                });
             }
             Some((a, b)) if quirk != Quirk::IgnoresRange => (206, a, b.max(a + 1)),
             _ => (200, 0, size),
@@ -223,7 +248,15 @@ impl Service {
             match rng.range(0, 4) {
                 0 => return Delivery::Answer(Answer::json(code(-10004, "failed to write cache", true), BodyKind::Other)),
                 1 => {
-                    return Delivery::Answer(Answer { status: 503, headers: vec![], chunks: vec![b"<html>busy</html>".to_vec()], skip: 0, gap: Duration::ZERO, stall: false, kind: BodyKind::Other })
+                    return Delivery::Answer(Answer {
+                        status: 503,
+                        headers: vec![],
+                        chunks: vec![b"<html>busy</html>".to_vec()],
+                        skip: 0,
+                        gap: Duration::ZERO,
+                        stall: false,
+                        kind: BodyKind::Other,
+                    })
                 }
                 2 => return Delivery::Dropped,
                 3 => dropped_after = true,
@@ -232,7 +265,17 @@ impl Service {
         }
         if rng.chance(self.odd) {
             let odd = match (action, rng.range(0, 3)) {
-                (_, 0) => return Delivery::Answer(Answer { status: 200, headers: vec![], chunks: vec![b"<html>gateway</html>".to_vec()], skip: 0, gap: Duration::ZERO, stall: false, kind: BodyKind::Other }),
+                (_, 0) => {
+                    return Delivery::Answer(Answer {
+                        status: 200,
+                        headers: vec![],
+                        chunks: vec![b"<html>gateway</html>".to_vec()],
+                        skip: 0,
+                        gap: Duration::ZERO,
+                        stall: false,
+                        kind: BodyKind::Other,
+                    })
+                }
                 ("InitUpload", 1) => json!({"code": 1, "dataSize": 0, "listParts": [{"offset": "x"}]}),
                 ("FinishUpload", 1) => json!({"code": 0, "fileId": ""}),
                 (_, 2) => json!({"code": 7}),

@@ -55,7 +55,9 @@ pub enum Preseed {
     /// The file itself (uploaded earlier under another name).
     Held,
     /// A session with another part size, some parts held, some of them wrong.
-    Session { data_size: u64 },
+    Session {
+        data_size: u64,
+    },
 }
 
 impl Scenario {
@@ -250,10 +252,9 @@ impl Invariants {
                 (Some(before), Some(now)) if *before != now => {
                     world.violation(format!("{step}: upload {id} done as {before}, now done as {now}"))
                 }
-                (Some(before), None) => world.violation(format!(
-                    "{step}: upload {id} was done as {before} and is now {:?}",
-                    record.map(|r| r.state)
-                )),
+                (Some(before), None) => {
+                    world.violation(format!("{step}: upload {id} was done as {before} and is now {:?}", record.map(|r| r.state)))
+                }
                 (None, Some(now)) => self.done[i] = Some(now),
                 _ => {}
             }
@@ -336,10 +337,7 @@ fn drive(seed: u64, sc: &Scenario, kills: Option<Kills>) -> Result<Report, Strin
                         }
                     }
                 }
-                service.sessions.insert(
-                    sha1_hex(&original),
-                    super::model::Session { file_size: original.len() as u64, data_size, parts },
-                );
+                service.sessions.insert(sha1_hex(&original), super::model::Session { file_size: original.len() as u64, data_size, parts });
             }
         }
     }
@@ -403,7 +401,19 @@ fn drive(seed: u64, sc: &Scenario, kills: Option<Kills>) -> Result<Report, Strin
             let shown: Vec<_> = states
                 .iter()
                 .flatten()
-                .map(|r| format!("{:?} session {} part size {} parts done {} (below {}) md5s {} repairs {} error {:?}", r.state, r.session, r.part_size, r.parts_done(), r.done_below, r.md5_count(), r.repairs, r.error))
+                .map(|r| {
+                    format!(
+                        "{:?} session {} part size {} parts done {} (below {}) md5s {} repairs {} error {:?}",
+                        r.state,
+                        r.session,
+                        r.part_size,
+                        r.parts_done(),
+                        r.done_below,
+                        r.md5_count(),
+                        r.repairs,
+                        r.error
+                    )
+                })
                 .collect();
             return Err(failure(&world, format!("no progress in {still} rounds (round {round}): {shown:?}")));
         }
@@ -493,7 +503,10 @@ fn drive(seed: u64, sc: &Scenario, kills: Option<Kills>) -> Result<Report, Strin
                 match held {
                     Some((file_id, true)) if rec.file_id.as_deref() == Some(file_id.as_str()) => {}
                     other => {
-                        return Err(failure(&world, format!("upload {id} done as {:?}, the service holds {other:?} for the source's SHA-1", rec.file_id)))
+                        return Err(failure(
+                            &world,
+                            format!("upload {id} done as {:?}, the service holds {other:?} for the source's SHA-1", rec.file_id),
+                        ))
                     }
                 }
                 if rec.file_sha.as_deref().is_some_and(|s| s != original_sha) {
@@ -559,7 +572,9 @@ fn load(world: &Rc<World>, observer: &SimIo, id: &str) -> Option<Record> {
 /// The create call itself was refused: right only when that refusal was expected.
 fn check_refused(sc: &Scenario, code: &str) -> Result<Report, String> {
     match sc.expect {
-        Expect::Failed(want) | Expect::DoneOr(want) if want == code => Ok(Report { outcome: format!("refused {code}"), ..Report::default() }),
+        Expect::Failed(want) | Expect::DoneOr(want) if want == code => {
+            Ok(Report { outcome: format!("refused {code}"), ..Report::default() })
+        }
         _ => Err(format!("creating the upload failed with {code}, expected {:?}", sc.expect)),
     }
 }

@@ -4,6 +4,7 @@
 //! everything random comes from one seeded generator, so a seed replays exactly.
 
 use super::model::{Service, SourceFile};
+use md5::Digest as _;
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -12,7 +13,6 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
-use md5::Digest as _;
 use std::time::Duration;
 use vod_uploader::checkpoint::{self, Outcome, Record, State};
 use vod_uploader::engine::{Body, FileInfo, HttpRequest, HttpResponse, Io};
@@ -307,9 +307,9 @@ impl World {
         let Some(bytes) = truth.get(&rec.id) else { return };
         let mut cache = self.true_md5s.borrow_mut();
         // Every part's true MD5, end to end, as the record's tail and chunks store them.
-        let all = cache.entry((rec.id.clone(), rec.md5_part_size)).or_insert_with(|| {
-            bytes.chunks(rec.md5_part_size as usize).flat_map(|p| <[u8; 16]>::from(md5::Md5::digest(p))).collect()
-        });
+        let all = cache
+            .entry((rec.id.clone(), rec.md5_part_size))
+            .or_insert_with(|| bytes.chunks(rec.md5_part_size as usize).flat_map(|p| <[u8; 16]>::from(md5::Md5::digest(p))).collect());
         let chunk_bytes = (16 * checkpoint::MD5S_PER_CHUNK) as usize;
         let from = rec.md5_chunks as usize * chunk_bytes;
         let wrong = if all.len() < from + rec.md5_tail.len() {
@@ -320,7 +320,8 @@ impl World {
             let kv = self.kv.borrow();
             (0..rec.md5_chunks as usize).find_map(|k| {
                 let stored = kv.get(&checkpoint::md5_chunk_key(&rec.id, k as u64));
-                (stored.map(Vec::as_slice) != Some(&all[k * chunk_bytes..(k + 1) * chunk_bytes])).then(|| format!("MD5 chunk {k} (stored: {})", stored.is_some()))
+                (stored.map(Vec::as_slice) != Some(&all[k * chunk_bytes..(k + 1) * chunk_bytes]))
+                    .then(|| format!("MD5 chunk {k} (stored: {})", stored.is_some()))
             })
         };
         if let Some(what) = wrong {
@@ -440,7 +441,11 @@ pub fn run(world: &Rc<World>, mut tasks: Vec<Task>, limit: Duration) {
                     continue;
                 }
                 _ => {
-                    world.violation(format!("{} invocation(s) still waiting at {:?}, the simulation's time limit", tasks.len(), world.now()));
+                    world.violation(format!(
+                        "{} invocation(s) still waiting at {:?}, the simulation's time limit",
+                        tasks.len(),
+                        world.now()
+                    ));
                     world.timers.borrow_mut().clear();
                     return;
                 }
@@ -531,7 +536,15 @@ pub struct Answer {
 
 impl Answer {
     pub fn json(value: serde_json::Value, kind: BodyKind) -> Answer {
-        Answer { status: 200, headers: vec![], chunks: vec![value.to_string().into_bytes()], skip: 0, gap: Duration::ZERO, stall: false, kind }
+        Answer {
+            status: 200,
+            headers: vec![],
+            chunks: vec![value.to_string().into_bytes()],
+            skip: 0,
+            gap: Duration::ZERO,
+            stall: false,
+            kind,
+        }
     }
 }
 
@@ -637,7 +650,15 @@ impl Io for SimIo {
             let mut rng = self.world.rng.borrow_mut();
             match self.world.sources.borrow_mut().get_mut(&request.url) {
                 Some(source) => source.handle(&request, now, &mut rng),
-                None => Delivery::Answer(Answer { status: 404, headers: vec![], chunks: vec![], skip: 0, gap: Duration::ZERO, stall: false, kind: BodyKind::Other }),
+                None => Delivery::Answer(Answer {
+                    status: 404,
+                    headers: vec![],
+                    chunks: vec![],
+                    skip: 0,
+                    gap: Duration::ZERO,
+                    stall: false,
+                    kind: BodyKind::Other,
+                }),
             }
         };
         if let Some((inv, KillWhen::After)) = kill {
@@ -682,7 +703,12 @@ impl Io for SimIo {
     async fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
         self.world.io(self.inv, || format!("kv get {key}"));
         let value = self.kv_call(false, |w| w.kv.borrow().get(key).cloned()).await;
-        self.world.trace(self.inv, || format!("kv get {key}: {}", value.as_ref().map(|v| String::from_utf8_lossy(&v[..v.len().min(160)]).into_owned()).unwrap_or("-".into())));
+        self.world.trace(self.inv, || {
+            format!(
+                "kv get {key}: {}",
+                value.as_ref().map(|v| String::from_utf8_lossy(&v[..v.len().min(160)]).into_owned()).unwrap_or("-".into())
+            )
+        });
         if let (Some(inv), Some(v)) = (self.inv, &value) {
             if checkpoint::id_of_record_key(key).is_some() {
                 self.world.saw_record(inv, v, false);

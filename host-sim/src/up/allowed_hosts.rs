@@ -45,7 +45,9 @@ impl Policy {
     /// Whether a relative ("self") request with one of `schemes` is allowed.
     pub fn allows_relative(&self, schemes: &[&str]) -> bool {
         match self {
-            Policy::Hosts(hosts) => hosts.iter().any(|h| schemes.iter().any(|s| h.scheme.allows(s)) && matches!(h.host, HostRule::Any | HostRule::ToSelf)),
+            Policy::Hosts(hosts) => {
+                hosts.iter().any(|h| schemes.iter().any(|s| h.scheme.allows(s)) && matches!(h.host, HostRule::Any | HostRule::ToSelf))
+            }
             Policy::Invalid(_) => false,
         }
     }
@@ -203,9 +205,9 @@ impl HostRule {
 impl PortRule {
     fn parse(port: &str, scheme: &str) -> Result<Self> {
         if port.is_empty() {
-            return well_known_port(scheme).map(PortRule::Port).ok_or_else(|| {
-                anyhow!("no port was provided and the scheme {scheme:?} does not have a known default port number")
-            });
+            return well_known_port(scheme)
+                .map(PortRule::Port)
+                .ok_or_else(|| anyhow!("no port was provided and the scheme {scheme:?} does not have a known default port number"));
         }
         if port == "*" {
             return Ok(PortRule::Any);

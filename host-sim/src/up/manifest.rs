@@ -146,16 +146,11 @@ pub fn load(path: &Path, given: &[(String, String)], env: &BTreeMap<String, Stri
         .component
         .get(&trigger.component)
         .ok_or_else(|| anyhow!("trigger route {} names the missing component {}", trigger.route, trigger.component))?;
-    let variables = component
-        .variables
-        .iter()
-        .map(|(k, t)| Ok((k.clone(), expand(t, &values)?)))
-        .collect::<Result<_>>()?;
+    let variables = component.variables.iter().map(|(k, t)| Ok((k.clone(), expand(t, &values)?))).collect::<Result<_>>()?;
     validate_allowed_hosts(&component.allowed_outbound_hosts, &raw.variables)
         .with_context(|| format!("Failed to load component `{}`: `allowed_outbound_hosts` is malformed", trigger.component))?;
     // An entry that expands to nothing stays, as in Spin, where it is invalid.
-    let allowed_outbound_hosts =
-        component.allowed_outbound_hosts.iter().map(|t| expand(t, &values)).collect::<Result<Vec<_>>>()?;
+    let allowed_outbound_hosts = component.allowed_outbound_hosts.iter().map(|t| expand(t, &values)).collect::<Result<Vec<_>>>()?;
     let files = component
         .files
         .iter()
@@ -181,8 +176,7 @@ pub fn load(path: &Path, given: &[(String, String)], env: &BTreeMap<String, Stri
 /// templated ones whose variables all have defaults, expanded with the defaults. A
 /// template waiting on a value given at run time is checked only then.
 fn validate_allowed_hosts(entries: &[String], declared: &BTreeMap<String, RawVariable>) -> Result<()> {
-    let defaults: BTreeMap<String, String> =
-        declared.iter().filter_map(|(name, v)| Some((name.clone(), v.default.clone()?))).collect();
+    let defaults: BTreeMap<String, String> = declared.iter().filter_map(|(name, v)| Some((name.clone(), v.default.clone()?))).collect();
     if entries.len() == 1 && entries[0] == "insecure:allow-all" {
         // Refused with the reason Spin gives.
         allowed_hosts::parse_all(entries)?;

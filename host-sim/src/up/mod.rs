@@ -19,14 +19,14 @@ mod outbound;
 
 use crate::http::{self, Body, Dropped};
 use crate::kv::SqliteKv;
-use allowed_hosts::Policy;
-use outbound::{Hooks, Pool};
 use crate::vod::faults::splitmix64;
+use allowed_hosts::Policy;
 use anyhow::{anyhow, Context as _, Result};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
+use outbound::{Hooks, Pool};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -445,9 +445,8 @@ pub async fn start(config: UpConfig) -> Result<Running> {
         // may be a secret: only the name is told.
         tracing::warn!(variable = %name, "--variable {name}: the manifest declares no variable of that name; ignored, as Spin ignores it");
     }
-    let wasm = std::fs::read(&app.source).with_context(|| {
-        format!("cannot read the component {} (build it with `make wasm`)", app.source.display())
-    })?;
+    let wasm = std::fs::read(&app.source)
+        .with_context(|| format!("cannot read the component {} (build it with `make wasm`)", app.source.display()))?;
     let engine = engine()?;
     let component = Component::new(&engine, componentize(&wasm)?)?;
     let mut linker: Linker<Ctx> = Linker::new(&engine);

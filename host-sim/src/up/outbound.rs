@@ -187,8 +187,7 @@ impl Pool {
         let first_byte_timeout = options.first_byte_timeout.unwrap_or(DEFAULT_TIMEOUT);
         let between_bytes_timeout = options.between_bytes_timeout.unwrap_or(DEFAULT_TIMEOUT);
         let authority = request.uri().authority().ok_or(Error::HttpRequestUriInvalid)?;
-        let authority =
-            if authority.port().is_some() { authority.to_string() } else { format!("{}:80", authority.host()) };
+        let authority = if authority.port().is_some() { authority.to_string() } else { format!("{}:80", authority.host()) };
         let origin = format!("http://{authority}");
         // On the wire, HTTP/1.1 to a server (not a proxy) names the path only; the
         // Host header carries the authority (wasi-http sets it).
@@ -206,9 +205,7 @@ impl Pool {
                 Err(_) => return Err(Error::ConnectionReadTimeout),
                 Ok(Ok(response)) => {
                     self.checkin(origin, sender);
-                    return Ok(response.map(|body| {
-                        BetweenBytes { body, timeout: between_bytes_timeout, sleep: None }.boxed_unsync()
-                    }));
+                    return Ok(response.map(|body| BetweenBytes { body, timeout: between_bytes_timeout, sleep: None }.boxed_unsync()));
                 }
                 Ok(Err(mut failed)) => match failed.take_message() {
                     // A pooled connection the server had closed before the request

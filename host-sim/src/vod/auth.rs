@@ -170,14 +170,8 @@ impl ReplayGuard {
         // as stale before they get here. Requests still running stay whatever their age.
         self.entries.retain(|_, e| matches!(e.seen, Seen::InFlight { .. }) || e.timestamp >= oldest);
         let entries = &self.entries;
-        self.answered.retain(|(key, ticket)| {
-            entries.get(key).is_some_and(|e| e.ticket == *ticket && matches!(e.seen, Seen::Answered(_)))
-        });
-        self.answer_bytes = self
-            .entries
-            .values()
-            .map(|e| if let Seen::Answered(a) = &e.seen { a.body.len() } else { 0 })
-            .sum();
+        self.answered.retain(|(key, ticket)| entries.get(key).is_some_and(|e| e.ticket == *ticket && matches!(e.seen, Seen::Answered(_))));
+        self.answer_bytes = self.entries.values().map(|e| if let Seen::Answered(a) = &e.seen { a.body.len() } else { 0 }).sum();
         // Pruning walks every entry: when most are fresh, wait for twice as many before
         // the next walk, so that a busy window costs O(1) per request on average.
         self.next_prune = self.prune_above.max(self.entries.len() * 2);
@@ -245,9 +239,7 @@ pub fn bare_host(host: &str) -> Option<&str> {
     if host.ends_with(']') {
         return None; // an IPv6 literal without a port
     }
-    host.rsplit_once(':')
-        .filter(|(h, port)| !h.is_empty() && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()))
-        .map(|(h, _)| h)
+    host.rsplit_once(':').filter(|(h, port)| !h.is_empty() && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())).map(|(h, _)| h)
 }
 
 /// Stale replay entries are pruned once more than this many are kept.
@@ -323,9 +315,7 @@ impl Auth {
             }
         }
         if !valid {
-            return Err(Reject::signature(
-                "Signature does not match the request (check the SecretKey, method, host, path and parameters)",
-            ));
+            return Err(Reject::signature("Signature does not match the request (check the SecretKey, method, host, path and parameters)"));
         }
         if !fresh(now, c.timestamp, self.window_secs) {
             return Err(Reject::signature(format!(

@@ -27,14 +27,8 @@ pub enum FaultKind {
 
 impl FaultKind {
     /// Every kind.
-    pub const ALL: [FaultKind; 6] = [
-        FaultKind::Error,
-        FaultKind::Http503,
-        FaultKind::Http500,
-        FaultKind::DropBefore,
-        FaultKind::DropAfter,
-        FaultKind::Slow,
-    ];
+    pub const ALL: [FaultKind; 6] =
+        [FaultKind::Error, FaultKind::Http503, FaultKind::Http500, FaultKind::DropBefore, FaultKind::DropAfter, FaultKind::Slow];
 }
 
 /// The fault plan.

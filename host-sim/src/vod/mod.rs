@@ -197,8 +197,7 @@ async fn api(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>
     if q.get("Action") == Some("UploadPart") {
         state.counters.part_requests.fetch_add(1, Ordering::Relaxed);
     }
-    let (action, file_sha, offset) =
-        (q.get("Action").unwrap_or("-"), q.get("fileSha").unwrap_or("-"), q.get("offset").unwrap_or("-"));
+    let (action, file_sha, offset) = (q.get("Action").unwrap_or("-"), q.get("fileSha").unwrap_or("-"), q.get("offset").unwrap_or("-"));
     let identity = format!(
         "{}/{}/{}",
         q.get("Action").unwrap_or(""),
@@ -254,7 +253,9 @@ async fn api(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>
     );
     match fault {
         Some(FaultKind::DropAfter) => Err(Dropped),
-        Some(FaultKind::Http500) => Ok(http::text(StatusCode::INTERNAL_SERVER_ERROR, "<html><body>500 Internal Server Error</body></html>")),
+        Some(FaultKind::Http500) => {
+            Ok(http::text(StatusCode::INTERNAL_SERVER_ERROR, "<html><body>500 Internal Server Error</body></html>"))
+        }
         _ => Ok(Response::builder()
             .status(StatusCode::OK)
             .header("content-type", "application/json")
@@ -323,10 +324,7 @@ async fn handle(state: &Arc<State>, method: &Method, host: &str, path: &str, q: 
 /// Runs an admitted request: the rate limit, then the action.
 async fn act(state: &Arc<State>, common: &params::Common, q: &Query, body: Incoming) -> Result<Value, Reject> {
     state.limiter.take(&common.secret_id, common.action, Instant::now()).map_err(|limit| {
-        Reject::rate_limited(format!(
-            "rate limit exceeded: at most {limit} {} calls per minute per SecretId",
-            common.action.as_str()
-        ))
+        Reject::rate_limited(format!("rate limit exceeded: at most {limit} {} calls per minute per SecretId", common.action.as_str()))
     })?;
     match common.action {
         Action::InitUpload => init(state, q).await,
@@ -423,10 +421,7 @@ async fn upload_part(state: &Arc<State>, q: &Query, body: Incoming) -> Result<Va
         return Err(Reject::param(format!("offset {} is not inside the file (fileSize {})", p.offset, session.file_size)));
     }
     if p.offset % session.data_size != 0 {
-        return Err(Reject::param(format!(
-            "offset {} is not a multiple of the session's dataSize {}",
-            p.offset, session.data_size
-        )));
+        return Err(Reject::param(format!("offset {} is not a multiple of the session's dataSize {}", p.offset, session.data_size)));
     }
     let expected = session.part_len(p.offset);
     if p.data_size != expected {
@@ -506,7 +501,10 @@ async fn finish(state: &Arc<State>, q: &Query) -> Result<Value, Reject> {
 async fn inspect(state: &State, method: &Method, path: &str) -> Response<Body> {
     let not_found = |what: String| http::json(StatusCode::NOT_FOUND, &json!({"error": {"code": "not_found", "message": what}}));
     if method != Method::GET {
-        return http::json(StatusCode::METHOD_NOT_ALLOWED, &json!({"error": {"code": "method_not_allowed", "message": "inspection endpoints are GET only"}}));
+        return http::json(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &json!({"error": {"code": "method_not_allowed", "message": "inspection endpoints are GET only"}}),
+        );
     }
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let result: Result<Response<Body>, Reject> = (|| match segments.as_slice() {

@@ -56,9 +56,7 @@ impl Notifier {
                 if attempt > 0 {
                     tokio::time::sleep(RETRY_DELAY * attempt).await;
                 }
-                let request = hyper::Request::post(&url)
-                    .header("content-type", "application/json")
-                    .body(http::full(body.clone()));
+                let request = hyper::Request::post(&url).header("content-type", "application/json").body(http::full(body.clone()));
                 let request = match request {
                     Ok(r) => r,
                     Err(e) => return tracing::warn!(error = %e, "notify URL is not usable"),

@@ -22,9 +22,7 @@ pub const REGIONS: &[&str] = &["bj", "gz", "sh", "hk", "ca"];
 impl Query {
     /// Decodes a raw query string (`+` is a space, as PHP decoded it).
     pub fn parse(raw: Option<&str>) -> Self {
-        let pairs = raw
-            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-            .unwrap_or_default();
+        let pairs = raw.map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
         Query { pairs }
     }
 
@@ -36,10 +34,7 @@ impl Query {
     /// The value of `name`; a name sent with `_` for `.` (PHP style) counts too (the
     /// document, "Signature (API v2)", step 3).
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.pairs
-            .iter()
-            .find(|(k, _)| k == name || (k.contains('_') && k.replace('_', ".") == name))
-            .map(|(_, v)| v.as_str())
+        self.pairs.iter().find(|(k, _)| k == name || (k.contains('_') && k.replace('_', ".") == name)).map(|(_, v)| v.as_str())
     }
 
     /// A parameter the document lists as required; an empty value gives nothing, so it
@@ -164,10 +159,7 @@ pub fn init(q: &Query) -> Result<InitUpload, Reject> {
     // \ / : * ? " < > |".
     let file_name = q.required("fileName", Reject::param)?;
     if file_name.len() > MAX_FILE_NAME_BYTES {
-        return Err(Reject::param(format!(
-            "fileName is {} bytes; at most {MAX_FILE_NAME_BYTES} bytes are allowed",
-            file_name.len()
-        )));
+        return Err(Reject::param(format!("fileName is {} bytes; at most {MAX_FILE_NAME_BYTES} bytes are allowed", file_name.len())));
     }
     if let Some(c) = file_name.chars().find(|c| FORBIDDEN_NAME_CHARS.contains(c)) {
         return Err(Reject::param(format!("fileName must not contain {c:?} (forbidden: \\ / : * ? \" < > |)")));
@@ -315,11 +307,8 @@ mod tests {
 
     #[test]
     fn sdk_spellings_are_accepted() {
-        let p = init(&q(&format!(
-            "fileName=t&fileSha={}&fileSize=1&dataSize=524288&fileType=flv&tag.2=b&tags_1=a",
-            SHA.to_uppercase()
-        )))
-        .unwrap();
+        let p = init(&q(&format!("fileName=t&fileSha={}&fileSize=1&dataSize=524288&fileType=flv&tag.2=b&tags_1=a", SHA.to_uppercase())))
+            .unwrap();
         assert_eq!((p.file_sha.as_str(), p.tags), (SHA, vec!["a".to_string(), "b".to_string()]));
     }
 
@@ -345,8 +334,7 @@ mod tests {
         for (override_, named) in cases {
             let (key, _) = override_.split_once('=').unwrap();
             let base = format!("fileName=test&fileSha={SHA}&fileSize=20350000&dataSize=1048576&fileType=mp4");
-            let mut pairs: Vec<String> =
-                base.split('&').filter(|kv| !kv.starts_with(&format!("{key}="))).map(String::from).collect();
+            let mut pairs: Vec<String> = base.split('&').filter(|kv| !kv.starts_with(&format!("{key}="))).map(String::from).collect();
             pairs.push(override_.to_string());
             let err = init(&q(&pairs.join("&"))).unwrap_err();
             assert_eq!(err.code, -10003, "{override_}");
@@ -358,8 +346,7 @@ mod tests {
     fn missing_required_parameters_are_named() {
         for name in ["fileName", "fileSha", "fileSize", "dataSize", "fileType"] {
             let all = init_q("");
-            let pairs: Vec<String> =
-                all.pairs().filter(|(k, _)| *k != name).map(|(k, v)| format!("{k}={v}")).collect();
+            let pairs: Vec<String> = all.pairs().filter(|(k, _)| *k != name).map(|(k, v)| format!("{k}={v}")).collect();
             let err = init(&q(&pairs.join("&"))).unwrap_err();
             assert_eq!(err.message, format!("{name} is required"));
         }

@@ -226,8 +226,7 @@ impl Store {
     /// The parts held for `file_sha`, by offset.
     pub fn parts(&self, file_sha: &str) -> Result<Vec<Part>> {
         let conn = self.conn();
-        let mut stmt =
-            conn.prepare_cached("SELECT offset, size, md5 FROM parts WHERE file_sha = ?1 ORDER BY offset")?;
+        let mut stmt = conn.prepare_cached("SELECT offset, size, md5 FROM parts WHERE file_sha = ?1 ORDER BY offset")?;
         let rows = stmt.query_map([file_sha], |row| {
             Ok(Part { offset: row.get::<_, i64>(0)? as u64, size: row.get::<_, i64>(1)? as u64, md5: row.get(2)? })
         })?;
@@ -240,13 +239,16 @@ impl Store {
     /// held a part at this offset (the part was sent again).
     pub fn put_part(&self, file_sha: &str, offset: u64, bytes: &[u8], md5: &str) -> Result<bool> {
         let conn = self.conn();
-        let held = conn
-            .prepare_cached("SELECT 1 FROM parts WHERE file_sha = ?1 AND offset = ?2")?
-            .exists(params![file_sha, offset as i64])?;
+        let held =
+            conn.prepare_cached("SELECT 1 FROM parts WHERE file_sha = ?1 AND offset = ?2")?.exists(params![file_sha, offset as i64])?;
         let file = OpenOptions::new().create(true).write(true).truncate(false).open(self.data_path(file_sha))?;
         file.write_all_at(bytes, offset)?;
-        conn.prepare_cached("INSERT OR REPLACE INTO parts VALUES (?1, ?2, ?3, ?4)")?
-            .execute(params![file_sha, offset as i64, bytes.len() as i64, md5])?;
+        conn.prepare_cached("INSERT OR REPLACE INTO parts VALUES (?1, ?2, ?3, ?4)")?.execute(params![
+            file_sha,
+            offset as i64,
+            bytes.len() as i64,
+            md5
+        ])?;
         Ok(held)
     }
 
@@ -289,18 +291,12 @@ impl Store {
 
     /// The finished file with this SHA-1.
     pub fn file_by_sha(&self, file_sha: &str) -> Result<Option<FileRecord>> {
-        Ok(self
-            .conn()
-            .query_row(&format!("SELECT {FILE_COLUMNS} FROM files WHERE file_sha = ?1"), [file_sha], file_from_row)
-            .optional()?)
+        Ok(self.conn().query_row(&format!("SELECT {FILE_COLUMNS} FROM files WHERE file_sha = ?1"), [file_sha], file_from_row).optional()?)
     }
 
     /// The finished file with this fileId.
     pub fn file_by_id(&self, file_id: &str) -> Result<Option<FileRecord>> {
-        Ok(self
-            .conn()
-            .query_row(&format!("SELECT {FILE_COLUMNS} FROM files WHERE file_id = ?1"), [file_id], file_from_row)
-            .optional()?)
+        Ok(self.conn().query_row(&format!("SELECT {FILE_COLUMNS} FROM files WHERE file_id = ?1"), [file_id], file_from_row).optional()?)
     }
 
     /// Every finished file, oldest first.

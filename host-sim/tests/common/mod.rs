@@ -190,11 +190,8 @@ pub fn url_of(addr: SocketAddr, path: &str, params: &[(String, String)]) -> Stri
 
 /// Sends a request; `Err` when the connection fails or is dropped.
 pub async fn send_raw(method: &str, url: &str, body: Option<Vec<u8>>) -> Result<Answer, String> {
-    let request = hyper::Request::builder()
-        .method(method)
-        .uri(url)
-        .body(host_sim::http::full(Bytes::from(body.unwrap_or_default())))
-        .unwrap();
+    let request =
+        hyper::Request::builder().method(method).uri(url).body(host_sim::http::full(Bytes::from(body.unwrap_or_default()))).unwrap();
     let response = host_sim::http::client().request(request).await.map_err(|e| e.to_string())?;
     let status = response.status().as_u16();
     let bytes = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
