@@ -4,12 +4,11 @@
 //! Every route but `/healthz` needs `Authorization: Bearer <api_token>`. Errors are
 //! `{"error": {"code", "message"}}` with a 4xx/5xx status and a stable code.
 
-use crate::checkpoint::Spec;
 use crate::engine::{self, Body, Io, Settings};
 use crate::error::{codes, Error};
-use crate::job;
 use crate::protocol::{FORBIDDEN_NAME_CHARS, MAX_FILE_NAME_BYTES, PART_SIZES};
 use crate::source::{Source, SourceError, SourcePolicy};
+use crate::upload::{self, Spec};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -240,8 +239,8 @@ pub async fn handle<I: Io, B: Body>(io: &I, config: &Config, req: ApiRequest<B>,
     }
     let method = method.as_str();
     let not_allowed = || ApiResponse::error(405, codes::METHOD_NOT_ALLOWED, format!("{method} is not allowed on {path}"));
-    let status_of = |found: Result<Option<crate::checkpoint::Record>, Error>, id: &str| match found {
-        Ok(Some(rec)) => ApiResponse::json(200, job::status(&rec)),
+    let status_of = |found: Result<Option<crate::upload::Upload>, Error>, id: &str| match found {
+        Ok(Some(rec)) => ApiResponse::json(200, upload::status(&rec)),
         Ok(None) => ApiResponse::error(404, codes::NOT_FOUND, format!("no upload {id}")),
         Err(e) => from_engine(e),
     };
@@ -254,7 +253,7 @@ pub async fn handle<I: Io, B: Body>(io: &I, config: &Config, req: ApiRequest<B>,
             "GET" => match engine::list(io).await {
                 Ok(listing) => ApiResponse::json(
                     200,
-                    json!({ "uploads": listing.records.iter().map(job::status).collect::<Vec<_>>(), "unreadable": listing.unreadable }),
+                    json!({ "uploads": listing.uploads.iter().map(upload::status).collect::<Vec<_>>(), "unreadable": listing.unreadable }),
                 ),
                 Err(e) => from_engine(e),
             },
@@ -313,7 +312,7 @@ async fn create<I: Io>(io: &I, config: &Config, body: &[u8], started: Duration) 
         Ok(None) => rec,
         Err(e) => return from_engine(e),
     };
-    let mut response = ApiResponse::json(if created { 201 } else { 200 }, job::status(&rec));
+    let mut response = ApiResponse::json(if created { 201 } else { 200 }, upload::status(&rec));
     response.headers.push(("location".into(), format!("/uploads/{}", rec.id)));
     response
 }

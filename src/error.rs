@@ -2,10 +2,11 @@
 //! API answers and in an upload's `error.code`. Every lower-layer error is mapped to a
 //! code here, once.
 
-use crate::checkpoint::{BadRecord, JobError, Outcome};
+use crate::checkpoint::BadRecord;
 use crate::hasher::BadHasherState;
 use crate::protocol::{AnswerError, ApiError};
 use crate::source::SourceError;
+use crate::upload::{Outcome, UploadError};
 use std::fmt;
 
 /// Stable error codes.
@@ -116,9 +117,14 @@ impl Error {
         }
     }
 
+    /// Whether the upload's own stored data is the problem: a retry then starts it over.
+    pub fn voids_checkpoint(&self) -> bool {
+        matches!(self, Error::Checkpoint(_))
+    }
+
     /// As recorded on the upload.
-    pub fn to_job_error(&self) -> JobError {
-        JobError {
+    pub fn to_upload_error(&self) -> UploadError {
+        UploadError {
             code: self.code().to_owned(),
             message: self.to_string(),
             retryable: self.retryable(),

@@ -10,11 +10,11 @@ use sha1::Digest as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use vod_uploader::checkpoint::{Record, Spec, State};
 use vod_uploader::engine::{self, Settings};
 use vod_uploader::protocol::{Credentials, Endpoint, Signer};
 use vod_uploader::sign::Algorithm;
 use vod_uploader::source::Source;
+use vod_uploader::upload::{Spec, State, Upload};
 
 const HALF: u64 = 524_288;
 
@@ -65,7 +65,7 @@ impl Env {
     }
 
     /// Creates an upload (the probe's settings do not matter here).
-    async fn create(&self, io: &NativeIo, spec: Spec) -> Result<(Record, bool), vod_uploader::error::Error> {
+    async fn create(&self, io: &NativeIo, spec: Spec) -> Result<(Upload, bool), vod_uploader::error::Error> {
         engine::create(io, &self.settings(Duration::ZERO), spec).await
     }
 
@@ -100,10 +100,10 @@ fn spec(source: Source, data_size: u64) -> Spec {
 }
 
 /// Advances until the upload is final; returns the record and the invocations used.
-async fn drive(io: &NativeIo, s: &Settings, id: &str, limit: u64) -> Record {
+async fn drive(io: &NativeIo, s: &Settings, id: &str, limit: u64) -> Upload {
     for _ in 0..limit {
         let rec = engine::advance(io, s, id, now()).await.unwrap().unwrap();
-        if rec.state.is_final() {
+        if rec.state().is_final() {
             return rec;
         }
     }
@@ -122,12 +122,12 @@ async fn url_source_over_dozens_of_tiny_invocations() {
     let s = env.settings(Duration::ZERO);
     let (rec, created) = env.create(&io, spec(env.url("clip.mp4"), HALF)).await.unwrap();
     assert!(created);
-    assert_eq!((rec.state, rec.identity.size), (State::Pending, bytes.len() as u64));
+    assert_eq!((rec.state(), rec.identity.size), (State::Pending, bytes.len() as u64));
     let done = drive(&io, &s, &rec.id, 20_000).await;
-    assert_eq!(done.state, State::Done, "{:?}", done.error);
+    assert_eq!(done.state(), State::Done, "{:?}", done.error());
     assert!(done.invocations >= 8, "a zero budget should take many invocations, took {}", done.invocations);
-    assert_eq!(done.file_sha.as_deref(), Some(sha1_hex(&bytes).as_str()));
-    assert!(env.stored(done.file_id.as_deref().unwrap()).await == bytes);
+    assert_eq!(done.file_sha(), Some(sha1_hex(&bytes).as_str()));
+    assert!(env.stored(done.file_id().unwrap()).await == bytes);
     // Only the main record and the outcome are left of the upload.
     assert_eq!(env.kv.keys().unwrap(), vec![vod_uploader::checkpoint::record_key(&rec.id), vod_uploader::checkpoint::end_key(&rec.id)]);
 }
@@ -141,8 +141,8 @@ async fn local_path_source_with_a_generous_budget_in_one_invocation() {
     let (rec, _) = env.create(&io, spec(Source::Path(path.to_str().unwrap().into()), HALF)).await.unwrap();
     assert_eq!((rec.spec.file_name.as_str(), rec.spec.file_type.as_str()), ("local", "mov"));
     let done = drive(&io, &s, &rec.id, 1).await;
-    assert_eq!((done.state, done.invocations), (State::Done, 1));
-    assert!(env.stored(done.file_id.as_deref().unwrap()).await == bytes);
+    assert_eq!((done.state(), done.invocations), (State::Done, 1));
+    assert!(env.stored(done.file_id().unwrap()).await == bytes);
 }
 
 #[tokio::test]
@@ -154,11 +154,11 @@ async fn small_files_are_read_once() {
     s.memory_threshold = 16 << 20;
     let (rec, _) = env.create(&io, spec(env.url("small.mp4"), HALF)).await.unwrap();
     let done = drive(&io, &s, &rec.id, 1).await;
-    assert_eq!(done.state, State::Done);
+    assert_eq!(done.state(), State::Done);
     assert_eq!(done.stats.source_bytes, bytes.len() as u64, "read once");
     // The probe and one ranged read of the whole file.
     assert_eq!(done.stats.source_requests, 2);
-    assert!(env.stored(done.file_id.as_deref().unwrap()).await == bytes);
+    assert!(env.stored(done.file_id().unwrap()).await == bytes);
 }
 
 #[tokio::test]
@@ -177,9 +177,9 @@ async fn a_crash_before_any_write_loses_nothing_committed() {
         let _ = engine::advance(&dying, &s, &rec.id, now()).await;
         let fresh = env.io();
         let after = engine::advance(&fresh, &s, &rec.id, now()).await.unwrap().unwrap();
-        assert_ne!(after.state, State::Failed, "{:?}", after.error);
-        if after.state == State::Done {
-            assert!(env.stored(after.file_id.as_deref().unwrap()).await == bytes);
+        assert_ne!(after.state(), State::Failed, "{:?}", after.error());
+        if after.state() == State::Done {
+            assert!(env.stored(after.file_id().unwrap()).await == bytes);
             assert!(crash_at > 10, "too few crash points exercised: {crash_at}");
             return;
         }
@@ -211,9 +211,9 @@ async fn code_1_with_another_part_size_and_a_wrong_listed_part() {
     let s = env.settings(Duration::from_secs(60));
     let (rec, _) = env.create(&io, spec(env.url("other-size.mp4"), HALF)).await.unwrap();
     let done = drive(&io, &s, &rec.id, 3).await;
-    assert_eq!(done.state, State::Done, "{:?}", done.error);
-    assert_eq!(done.part_size, 2 * HALF, "the service's part size wins");
-    assert!(env.stored(done.file_id.as_deref().unwrap()).await == bytes);
+    assert_eq!(done.state(), State::Done, "{:?}", done.error());
+    assert_eq!(done.part_size(), 2 * HALF, "the service's part size wins");
+    assert!(env.stored(done.file_id().unwrap()).await == bytes);
 
     // A session whose part 1 holds wrong bytes (a valid MD5 of other bytes).
     let (_, bytes) = env.file("wrong-part.mp4", 4 * HALF, 6);
@@ -223,8 +223,8 @@ async fn code_1_with_another_part_size_and_a_wrong_listed_part() {
     client.part(&sha, HALF, vec![0xee; HALF as usize].into()).await.unwrap();
     let (rec, _) = env.create(&io, spec(env.url("wrong-part.mp4"), HALF)).await.unwrap();
     let done = drive(&io, &s, &rec.id, 3).await;
-    assert_eq!(done.state, State::Done, "{:?}", done.error);
-    assert!(env.stored(done.file_id.as_deref().unwrap()).await == bytes);
+    assert_eq!(done.state(), State::Done, "{:?}", done.error());
+    assert!(env.stored(done.file_id().unwrap()).await == bytes);
     // Part 0 was trusted (same MD5), part 1 was sent again: 3 parts sent, plus the probe,
     // the hashing read, the upload read, InitUpload and FinishUpload.
     assert_eq!(done.stats.vod_requests, 2 + 3);
@@ -242,7 +242,7 @@ async fn code_2_for_a_file_the_service_already_has() {
     let (b, _) = env.create(&io, spec(env.url("copy.mp4"), HALF)).await.unwrap();
     assert_ne!(a.id, b.id);
     let second = drive(&io, &s, &b.id, 2).await;
-    assert_eq!((second.state, &second.file_id), (State::Done, &first.file_id));
+    assert_eq!((second.state(), &second.file_id()), (State::Done, &first.file_id()));
     assert_eq!(second.stats.vod_requests, 1, "InitUpload answered code 2: nothing sent");
 }
 
@@ -269,8 +269,8 @@ async fn faults_injected_by_the_simulator_are_survived() {
     s.backoff.base_secs = 0;
     let (rec, _) = env.create(&io, spec(env.url("faulty.mp4"), HALF)).await.unwrap();
     let done = drive(&io, &s, &rec.id, 300).await;
-    assert_eq!(done.state, State::Done, "{:?}", done.error);
-    assert!(env.stored(done.file_id.as_deref().unwrap()).await == bytes);
+    assert_eq!(done.state(), State::Done, "{:?}", done.error());
+    assert!(env.stored(done.file_id().unwrap()).await == bytes);
 }
 
 #[tokio::test]
@@ -287,8 +287,8 @@ async fn a_source_that_changes_mid_upload_fails_the_upload() {
     std::thread::sleep(Duration::from_millis(5));
     std::fs::write(&path, &bytes).unwrap();
     let failed = drive(&io, &s, &rec.id, 100).await;
-    assert_eq!(failed.state, State::Failed);
-    assert_eq!(failed.error.as_ref().unwrap().code, "source_changed", "{:?}", failed.error);
+    assert_eq!(failed.state(), State::Failed);
+    assert_eq!(failed.error().as_ref().unwrap().code, "source_changed", "{:?}", failed.error());
 
     // A local file: size and modification time change.
     let (path, _) = env.file("changing-local.mp4", 8 * HALF, 11);
@@ -297,7 +297,7 @@ async fn a_source_that_changes_mid_upload_fails_the_upload() {
     std::thread::sleep(Duration::from_millis(5));
     std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all_at_end(b"more");
     let failed = drive(&io, &s, &rec.id, 100).await;
-    assert_eq!(failed.error.as_ref().map(|e| e.code.as_str()), Some("source_changed"));
+    assert_eq!(failed.error().as_ref().map(|e| e.code.as_str()), Some("source_changed"));
 }
 
 trait AppendExt {
@@ -321,11 +321,11 @@ async fn two_invocations_advancing_one_upload_at_once() {
     for _ in 0..20_000 {
         let (ra, rb) = tokio::join!(engine::advance(&a, &s, &rec.id, now()), engine::advance(&b, &s, &rec.id, now()));
         let (ra, rb) = (ra.unwrap().unwrap(), rb.unwrap().unwrap());
-        assert_ne!(ra.state, State::Failed, "{:?}", ra.error);
-        assert_ne!(rb.state, State::Failed, "{:?}", rb.error);
-        if ra.state == State::Done || rb.state == State::Done {
-            let done = if ra.state == State::Done { ra } else { rb };
-            assert!(env.stored(done.file_id.as_deref().unwrap()).await == bytes);
+        assert_ne!(ra.state(), State::Failed, "{:?}", ra.error());
+        assert_ne!(rb.state(), State::Failed, "{:?}", rb.error());
+        if ra.state() == State::Done || rb.state() == State::Done {
+            let done = if ra.state() == State::Done { ra } else { rb };
+            assert!(env.stored(done.file_id().unwrap()).await == bytes);
             return;
         }
     }
@@ -341,7 +341,7 @@ async fn cancel_removes_every_key_and_stops_work() {
     let (rec, _) = env.create(&io, spec(env.url("cancel.mp4"), HALF)).await.unwrap();
     engine::advance(&io, &s, &rec.id, now()).await.unwrap();
     let gone = engine::cancel(&io, &rec.id).await.unwrap().unwrap();
-    assert_eq!(gone.state, State::Cancelled);
+    assert_eq!(gone.state(), State::Cancelled);
     // Only the tombstone is left, until a tick removes it.
     assert_eq!(env.kv.keys().unwrap(), vec![vod_uploader::checkpoint::end_key(&rec.id)]);
     assert!(engine::advance(&io, &s, &rec.id, now()).await.unwrap().is_none());
@@ -361,7 +361,7 @@ async fn tick_advances_every_unfinished_upload() {
     let report = engine::tick(&io, &s, now()).await.unwrap();
     assert_eq!((report.advanced.len(), report.waiting), (3, 0));
     for id in ids {
-        assert_eq!(engine::load(&io, &id).await.unwrap().unwrap().state, State::Done);
+        assert_eq!(engine::load(&io, &id).await.unwrap().unwrap().state(), State::Done);
     }
 }
 
@@ -378,7 +378,7 @@ async fn one_record_write_per_invocation_that_checkpoints_once() {
     for _ in 0..5 {
         let before = io.counters().kv_writes;
         let now = engine::advance(&io, &s, &rec.id, now()).await.unwrap().unwrap();
-        assert_eq!(now.state, State::Hashing, "{:?}", now.error);
+        assert_eq!(now.state(), State::Hashing, "{:?}", now.error());
         assert_eq!(io.counters().kv_writes - before, 1, "one checkpoint, one write");
     }
 }
@@ -397,16 +397,16 @@ async fn the_same_bytes_under_another_name_end_done_not_failed() {
     let (b, _) = env.create(&io, spec(env.url("b.mp4"), HALF)).await.unwrap();
     // B hashes and opens its session, one small step at a time.
     let mut steps = 0;
-    while !engine::load(&io, &b.id).await.unwrap().is_some_and(|r| r.state == State::Uploading && r.session) {
+    while !engine::load(&io, &b.id).await.unwrap().is_some_and(|r| r.uploading().is_some_and(|u| u.session)) {
         let r = engine::advance(&io, &s, &b.id, now()).await.unwrap().unwrap();
         steps += 1;
-        assert!(steps < 5000, "B never opened its session: {:?} {:?}", r.state, r.error);
+        assert!(steps < 5000, "B never opened its session: {:?} {:?}", r.state(), r.error());
     }
     let done_a = drive(&io, &env.settings(Duration::from_secs(60)), &a.id, 3).await;
-    assert_eq!(done_a.state, State::Done, "{:?}", done_a.error);
+    assert_eq!(done_a.state(), State::Done, "{:?}", done_a.error());
     let done_b = drive(&io, &s, &b.id, 50).await;
-    assert_eq!((done_b.state, &done_b.file_id), (State::Done, &done_a.file_id), "{:?}", done_b.error);
-    assert!(env.stored(done_b.file_id.as_deref().unwrap()).await == bytes);
+    assert_eq!((done_b.state(), &done_b.file_id()), (State::Done, &done_a.file_id()), "{:?}", done_b.error());
+    assert!(env.stored(done_b.file_id().unwrap()).await == bytes);
 }
 
 /// Finding 2: a source that stalls mid-body ends the invocation within its time, with
@@ -425,10 +425,10 @@ async fn a_stalled_source_ends_the_invocation_in_time_and_stays_retryable() {
     let after = engine::advance(&io, &s, &rec.id, now()).await.unwrap().unwrap();
     let took = began.elapsed();
     assert!(took < s.budget + Duration::from_millis(500), "the invocation took {took:?}");
-    let error = after.error.clone().unwrap();
-    assert_eq!((after.state, error.code.as_str(), error.retryable), (State::Hashing, "source_stalled", true), "{error:?}");
-    assert!(after.retry_after.is_some());
-    assert!(after.hashing.as_ref().unwrap().offset >= 500_000, "what was hashed before the stall is kept");
+    let error = after.error().cloned().unwrap();
+    assert_eq!((after.state(), error.code.as_str(), error.retryable), (State::Hashing, "source_stalled", true), "{error:?}");
+    assert!(after.retry_after().is_some());
+    assert!(after.hashed_bytes() >= 500_000, "what was hashed before the stall is kept");
     // Nothing arrives at all: the probe of a new upload gives up as stalled, too.
     let began = Instant::now();
     let probe = env.create(&io, spec(env.url("stall.mp4?fault=stall-headers"), HALF)).await.unwrap_err();
@@ -448,8 +448,8 @@ async fn an_encoded_source_is_refused_and_identity_is_asked_for() {
     assert_eq!(refused.code(), "source_encoded", "{refused}");
     let (rec, _) = env.create(&io, spec(env.url("z.mp4?fault=gzip-negotiated"), HALF)).await.unwrap();
     let done = drive(&io, &s, &rec.id, 2).await;
-    assert_eq!(done.state, State::Done, "{:?}", done.error);
-    assert!(env.stored(done.file_id.as_deref().unwrap()).await == bytes);
+    assert_eq!(done.state(), State::Done, "{:?}", done.error());
+    assert!(env.stored(done.file_id().unwrap()).await == bytes);
 }
 
 /// Finding 5: permanent source conditions fail the upload at once with their own codes
@@ -463,7 +463,7 @@ async fn permanent_source_errors_fail_at_once() {
     // A presigned URL that expires after the probe and the first read.
     let (rec, _) = env.create(&io, spec(env.url("p.mp4?fault=status&status=403&after=2"), HALF)).await.unwrap();
     let failed = drive(&io, &s, &rec.id, 1).await;
-    assert_eq!((failed.state, failed.error.as_ref().map(|e| e.code.as_str())), (State::Failed, Some("source_denied")));
+    assert_eq!((failed.state(), failed.error().as_ref().map(|e| e.code.as_str())), (State::Failed, Some("source_denied")));
     for (query, code) in [
         ("fault=status&status=404", "source_not_found"),
         ("fault=status&status=410", "source_not_found"),
@@ -475,7 +475,7 @@ async fn permanent_source_errors_fail_at_once() {
     for (query, code) in [("fault=no-range", "source_no_range"), ("fault=long-body", "source_bad_range")] {
         let (rec, _) = env.create(&io, spec(env.url(&format!("p.mp4?{query}")), HALF)).await.unwrap();
         let failed = drive(&io, &s, &rec.id, 1).await;
-        assert_eq!(failed.error.as_ref().map(|e| e.code.as_str()), Some(code), "{query}: {:?}", failed.error);
+        assert_eq!(failed.error().as_ref().map(|e| e.code.as_str()), Some(code), "{query}: {:?}", failed.error());
     }
 }
 
@@ -490,19 +490,19 @@ async fn a_failed_upload_resumes_when_asked_for_again() {
     let source = Source::Path(path.to_str().unwrap().into());
     let (rec, _) = env.create(&io, spec(source.clone(), HALF)).await.unwrap();
     engine::advance(&io, &s, &rec.id, now()).await.unwrap();
-    let hashed = engine::load(&io, &rec.id).await.unwrap().unwrap().hashing.unwrap().offset;
+    let hashed = engine::load(&io, &rec.id).await.unwrap().unwrap().hashed_bytes();
     assert!(hashed > 0);
     // The file goes away (renamed: its modification time stays), and comes back.
     let away = env.root.join("away.mov");
     std::fs::rename(&path, &away).unwrap();
     let failed = drive(&io, &s, &rec.id, 1).await;
-    assert_eq!(failed.error.as_ref().map(|e| e.code.as_str()), Some("source_not_found"));
+    assert_eq!(failed.error().as_ref().map(|e| e.code.as_str()), Some("source_not_found"));
     std::fs::rename(&away, &path).unwrap();
     let (again, created) = env.create(&io, spec(source, HALF)).await.unwrap();
-    assert_eq!((again.id.as_str(), created, again.state), (rec.id.as_str(), false, State::Hashing));
-    assert!(again.hashing.as_ref().unwrap().offset >= hashed, "resumed from its checkpoint");
+    assert_eq!((again.id.as_str(), created, again.state()), (rec.id.as_str(), false, State::Hashing));
+    assert!(again.hashed_bytes() >= hashed, "resumed from its checkpoint");
     let done = drive(&io, &env.settings(Duration::from_secs(60)), &rec.id, 1).await;
-    assert!(env.stored(done.file_id.as_deref().unwrap()).await == bytes);
+    assert!(env.stored(done.file_id().unwrap()).await == bytes);
 }
 
 /// Finding 7: a done upload keeps only its record and outcome, and a tick after the

@@ -1,16 +1,13 @@
-//! Records of stored format 1, as today's engine leaves them, must finish under any
+//! Uploads of stored format 1, as today's engine leaves them, must finish under any
 //! later engine: an upload in flight when a user upgrades the component carries on.
 //!
 //! `tests/fixtures/format1/*.json` hold the key-value map (key -> base64 value) of
 //! uploads stopped in various states, with what is needed to finish them: the source
 //! (its name and the seed and size of its bytes), the part size, the virtual time they
-//! were stopped at and what the VOD service held then. They were written by today's
-//! engine in the simulated world; regenerate them (only on purpose: they are the
-//! previous release's records) with
-//!
-//! ```text
-//! cargo test -p vod-uploader --test format1 generate_format1_fixtures -- --ignored
-//! ```
+//! were stopped at and what the VOD service held then. They were written by the last
+//! release that wrote format 1 (commit 5251ad3, whose `generate_format1_fixtures` in
+//! this file made them in the simulated world), and are never regenerated: they are
+//! what users' stores hold.
 //!
 //! `*.status.json` beside each is the API's status of its record, compared exactly.
 
@@ -22,15 +19,13 @@ use serde_json::{json, Value};
 use sim::model::{sha1_hex, Session, SourceFile};
 use sim::scenario::Scenario;
 use sim::world::{block_on, run, KillWhen, Kills, Latency, Rng, SimIo, Task, World};
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
-use vod_uploader::checkpoint::{self, Outcome, Record, Spec, State};
+use vod_uploader::checkpoint;
 use vod_uploader::engine::{self, Settings};
-use vod_uploader::error::Error;
-use vod_uploader::job;
-use vod_uploader::source::{Identity, Source, SourceError};
+use vod_uploader::source::{Identity, Source};
+use vod_uploader::upload::{self, Outcome, Spec, State, Upload};
 
 /// The fixtures, by file stem.
 const FIXTURES: [&str; 8] = [
@@ -84,12 +79,6 @@ impl Setup {
         Rc::new(sc.settings())
     }
 
-    fn spec(&self) -> Spec {
-        let name = self.name();
-        let source = if self.local { Source::Path(name) } else { Source::Url(name) };
-        Spec { file_name: "clip0".into(), ..Spec::for_source(source, self.part) }
-    }
-
     /// A world with the source in it and nothing else.
     fn world(&self) -> Rc<World> {
         // Network legs of 1 to 5 ms: parts overtake each other, so doneAbove fills.
@@ -104,14 +93,7 @@ fn observer(world: &Rc<World>) -> SimIo {
     SimIo { world: world.clone(), inv: None }
 }
 
-fn create(world: &Rc<World>, setup: &Setup) -> Record {
-    let (io, s, spec) = (observer(world), setup.settings(), setup.spec());
-    let (rec, _) = block_on(world, async move { engine::create(&io, &s, spec).await }).expect("the upload is created");
-    world.truth.borrow_mut().insert(rec.id.clone(), setup.bytes());
-    rec
-}
-
-fn load(world: &Rc<World>, id: &str) -> Option<Record> {
+fn load(world: &Rc<World>, id: &str) -> Option<Upload> {
     let (io, id) = (observer(world), id.to_owned());
     block_on(world, async move { engine::load(&io, &id).await }).expect("the record loads")
 }
@@ -141,10 +123,10 @@ fn invoke(world: &Rc<World>, settings: &Rc<Settings>, id: &str) -> bool {
 fn until_final_or_killed(world: &Rc<World>, settings: &Rc<Settings>, id: &str) -> bool {
     for _ in 0..500 {
         let Some(rec) = load(world, id) else { return false };
-        if rec.state.is_final() {
+        if rec.state().is_final() {
             return false;
         }
-        if let Some(at) = rec.retry_after {
+        if let Some(at) = rec.retry_after() {
             world.advance_clock(Duration::from_secs(at.saturating_sub(world.unix())));
         }
         if invoke(world, settings, id) {
@@ -153,188 +135,6 @@ fn until_final_or_killed(world: &Rc<World>, settings: &Rc<Settings>, id: &str) -
         world.advance_clock(Duration::from_millis(10));
     }
     panic!("upload {id} not final after 500 invocations");
-}
-
-/// Which service calls an upload's fixture needs the service to have seen.
-fn service_of(world: &World, bytes: &[u8]) -> Value {
-    let service = world.service.borrow();
-    let sha = sha1_hex(bytes);
-    let session = service.sessions.get(&sha).map(|s| {
-        for (offset, part) in &s.parts {
-            assert_eq!(part[..], bytes[*offset as usize..*offset as usize + part.len()], "the service holds a wrong part");
-        }
-        json!({ "dataSize": s.data_size, "parts": s.parts.keys().collect::<Vec<_>>() })
-    });
-    json!({ "session": session, "held": service.files.contains_key(&sha) })
-}
-
-/// A fixture: the world's key-value map and what finishing it needs.
-fn fixture(world: &World, setup: &Setup, about: &str) -> Value {
-    let kv: BTreeMap<String, String> = world.kv.borrow().iter().map(|(k, v)| (k.clone(), STANDARD.encode(v))).collect();
-    json!({
-        "about": about,
-        "format": checkpoint::FORMAT,
-        "source": { "name": setup.name(), "local": setup.local, "seed": setup.seed, "size": setup.size },
-        "partSize": setup.part,
-        "settings": "Scenario::plain(size, partSize, local).settings()",
-        "clockMs": world.now().as_millis() as u64,
-        "service": service_of(world, &setup.bytes()),
-        "kv": kv,
-    })
-}
-
-/// Today's engine, killed right after its k-th I/O call (a write takes effect) for
-/// k = 0, 1, …: the first stop whose stored record satisfies `want`.
-fn stopped_where(setup: &Setup, configure: impl Fn(&World), want: impl Fn(&World, &Record) -> bool) -> Rc<World> {
-    for k in 0..20_000 {
-        let world = setup.world();
-        configure(&world);
-        let rec = create(&world, setup);
-        let settings = setup.settings();
-        world.kills.set(Kills::At(k, KillWhen::After));
-        let killed = until_final_or_killed(&world, &settings, &rec.id);
-        assert!(world.violations.borrow().is_empty(), "violations: {:?}", world.violations.borrow());
-        let stored = world.kv.borrow().get(&checkpoint::record_key(&rec.id)).map(|v| Record::decode(v).expect("a format-1 record"));
-        if let Some(stored) = stored {
-            if want(&world, &stored) {
-                world.kills.set(Kills::None);
-                return world;
-            }
-        }
-        assert!(killed, "the upload ended before reaching the wanted state");
-    }
-    panic!("the wanted state was not reached");
-}
-
-fn write(stem: &str, fixture: &Value) {
-    std::fs::create_dir_all(dir()).expect("fixture directory");
-    let text = serde_json::to_string_pretty(fixture).expect("json") + "\n";
-    std::fs::write(dir().join(format!("{stem}.json")), text).expect("fixture written");
-}
-
-/// Writes the fixtures with today's engine (see the module docs for the command).
-#[test]
-#[ignore = "writes tests/fixtures/format1: run on purpose only"]
-fn generate_format1_fixtures() {
-    let small = Setup { seed: 11, size: 3000, part: 512, local: false };
-
-    // Pending with a waiting error. No invocation leaves one (an advance starts hashing
-    // before its first I/O call), so today's job::apply_error puts the error on a
-    // record as engine::create stored it.
-    {
-        let world = small.world();
-        let mut rec = create(&world, &small);
-        world.advance_clock(Duration::from_secs(5));
-        let error = Error::Source(SourceError::Unreachable("source request failed: connection reset by peer".into()));
-        job::apply_error(&mut rec, &error, world.unix(), false, small.settings().backoff);
-        assert_eq!(rec.state, State::Pending);
-        rec.updated_at = world.unix();
-        world.kv.borrow_mut().insert(checkpoint::record_key(&rec.id), rec.encode());
-        write("pending-waiting", &fixture(&world, &small, "pending, waiting out a retryable source error (retryAfter set)"));
-    }
-
-    // Hashing mid-way, with a complete MD5 chunk stored under its own key.
-    {
-        let setup = Setup { seed: 12, size: 4096 + 700, part: 1, local: false };
-        let world = stopped_where(&setup, |_| {}, |_, r| r.state == State::Hashing && r.md5_chunks >= 1);
-        write("hashing-md5-chunk", &fixture(&world, &setup, "hashing mid-way: MD5 chunk 0 stored, the tail in the record"));
-    }
-
-    // Uploading, with a session and parts done out of order: the service already held
-    // two of the parts (an earlier session), so InitUpload listed them above doneBelow.
-    {
-        let setup = Setup { seed: 13, size: 40 * 64 + 7, part: 64, local: false };
-        let bytes = setup.bytes();
-        let held = |w: &World| {
-            let parts = [5u64, 9].iter().map(|&i| (i * 64, bytes[i as usize * 64..(i as usize + 1) * 64].to_vec())).collect();
-            w.service.borrow_mut().sessions.insert(sha1_hex(&bytes), Session { file_size: bytes.len() as u64, data_size: 64, parts });
-        };
-        let world =
-            stopped_where(&setup, held, |_, r| r.state == State::Uploading && r.session && !r.done_above.is_empty() && r.done_below > 0);
-        write("uploading-parts-done", &fixture(&world, &setup, "uploading: a session, parts done below and above doneBelow"));
-    }
-
-    // Finishing: every part sent, FinishUpload not yet answered.
-    {
-        let world = stopped_where(&small, |_| {}, |_, r| r.state == State::Finishing);
-        write("finishing", &fixture(&world, &small, "finishing: every part sent, FinishUpload not answered yet"));
-    }
-
-    // Failed in uploading: the service refused InitUpload for good.
-    {
-        let setup = Setup { seed: 14, ..small.clone() };
-        let world = stopped_where(&setup, |w| w.service.borrow_mut().refuse = true, |_, r| r.state == State::Failed);
-        let mut f = fixture(&world, &setup, "failed in uploading: InitUpload refused for good; a retry resumes it");
-        assert_eq!(f["kv"].as_object().map(|m| m.len()), Some(1));
-        f["service"]["refused"] = json!(true);
-        write("failed-in-uploading", &f);
-    }
-
-    // Done, with its outcome key.
-    {
-        let setup = Setup { seed: 15, ..small.clone() };
-        let world = setup.world();
-        let rec = create(&world, &setup);
-        assert!(!until_final_or_killed(&world, &setup.settings(), &rec.id));
-        assert_eq!(load(&world, &rec.id).map(|r| r.state), Some(State::Done));
-        assert!(world.kv.borrow().contains_key(&checkpoint::end_key(&rec.id)));
-        write("done", &fixture(&world, &setup, "done, with its outcome key"));
-    }
-
-    // Cancelled: the tombstone beside an uploading record, as engine::cancel leaves it
-    // when killed right after its first write (the tombstone).
-    {
-        let setup = Setup { seed: 16, ..small.clone() };
-        let world = stopped_where(&setup, |_| {}, |_, r| r.state == State::Uploading && r.parts_done() > 0);
-        let id = world.kv.borrow().keys().find_map(|k| checkpoint::id_of_record_key(k).map(str::to_owned)).expect("a record");
-        world.advance_clock(Duration::from_secs(2));
-        world.kv.borrow_mut().insert(checkpoint::end_key(&id), Outcome::Cancelled { at: world.unix() }.encode());
-        write("cancelled", &fixture(&world, &setup, "cancelled: the tombstone written, the record not yet removed"));
-    }
-
-    // An older record: pending, every field that has a serde default left out (as
-    // records written before those fields existed).
-    {
-        let setup = Setup { seed: 17, size: 1500, part: 100, local: true };
-        let world = setup.world();
-        let rec = create(&world, &setup);
-        let key = checkpoint::record_key(&rec.id);
-        let mut value: Value = serde_json::from_slice(&world.kv.borrow()[&key]).expect("json");
-        let map = value.as_object_mut().expect("object");
-        for field in [
-            "hashing",
-            "fileSha",
-            "doneAbove",
-            "fileId",
-            "url",
-            "error",
-            "retryAfter",
-            "repairs",
-            "readRate",
-            "stats",
-            "attemptedAt",
-            "retries",
-            "failingSince",
-            "failedIn",
-            "endedAt",
-        ] {
-            map.remove(field);
-        }
-        let spec = map["spec"].as_object_mut().expect("spec");
-        for field in ["tags", "classId", "isTranscode", "isScreenshot", "isWatermark"] {
-            spec.remove(field);
-        }
-        let bytes = serde_json::to_vec(&value).expect("json");
-        assert_eq!(Record::decode(&bytes).map(|r| r.id), Ok(rec.id));
-        world.kv.borrow_mut().insert(key, bytes);
-        write("pending-no-defaults", &fixture(&world, &setup, "hand-made: a pending record without any field that has a serde default"));
-    }
-
-    // The status goldens of the fixtures just written.
-    for stem in FIXTURES {
-        let text = serde_json::to_string_pretty(&status_of(&read(stem))).expect("json") + "\n";
-        std::fs::write(dir().join(format!("{stem}.status.json")), text).expect("status written");
-    }
 }
 
 fn read(stem: &str) -> Value {
@@ -395,7 +195,7 @@ fn world_of(f: &Value) -> (Rc<World>, Setup, String) {
 /// The API's status of a fixture's upload, as a load (the outcome over the record) sees it.
 fn status_of(f: &Value) -> Value {
     let (world, _, id) = world_of(f);
-    job::status(&load(&world, &id).expect("the fixture has a record"))
+    upload::status(&load(&world, &id).expect("the fixture has a record"))
 }
 
 /// Carries a fixture's upload on to its end with today's engine (a failed one retried
@@ -404,10 +204,10 @@ fn finish(stem: &str, kills: Kills) -> Result<u64, String> {
     let f = read(stem);
     let (world, setup, id) = world_of(&f);
     let before = load(&world, &id).ok_or("no record")?;
-    if before.state == State::Failed {
+    if before.state() == State::Failed {
         let (io, id2) = (observer(&world), id.clone());
         let retried = block_on(&world, async move { engine::retry(&io, &id2).await }).map_err(|e| format!("retry: {e}"))?;
-        if retried.map(|r| r.state) != Some(State::Uploading) {
+        if retried.map(|r| r.state()) != Some(State::Uploading) {
             return Err("the retry did not resume the upload in uploading".into());
         }
     }
@@ -425,7 +225,7 @@ fn finish(stem: &str, kills: Kills) -> Result<u64, String> {
     let held = world.service.borrow().files.get(&sha1_hex(&bytes)).map(|s| (s.file_id.clone(), s.bytes == bytes));
     let end = world.kv.borrow().get(&checkpoint::end_key(&id)).map(|v| Outcome::decode(v).expect("an outcome"));
     let after = load(&world, &id);
-    if before.state == State::Cancelled {
+    if before.state() == State::Cancelled {
         // Cancelled stays cancelled: the tombstone is all that is left.
         let keys: Vec<String> = world.kv.borrow().keys().cloned().collect();
         if !matches!(end, Some(Outcome::Cancelled { .. })) || keys != [checkpoint::end_key(&id)] || held.is_some() {
@@ -434,15 +234,15 @@ fn finish(stem: &str, kills: Kills) -> Result<u64, String> {
         return Ok(world.calls.get());
     }
     let after = after.ok_or("the record vanished")?;
-    match (&held, after.state) {
-        (Some((file_id, true)), State::Done) if after.file_id.as_ref() == Some(file_id) => {}
-        _ => return Err(format!("ended {:?} as {:?}; the service holds {held:?}", after.state, after.file_id)),
+    match (&held, after.state()) {
+        (Some((file_id, true)), State::Done) if after.file_id() == Some(file_id.as_str()) => {}
+        _ => return Err(format!("ended {:?} as {:?}; the service holds {held:?}", after.state(), after.file_id())),
     }
-    if !matches!(&end, Some(Outcome::Done { file_id, .. }) if Some(file_id) == after.file_id.as_ref()) {
+    if !matches!(&end, Some(Outcome::Done { file_id, .. }) if Some(file_id.as_str()) == after.file_id()) {
         return Err(format!("done without its outcome: {end:?}"));
     }
-    if before.state == State::Done && before.file_id != after.file_id {
-        return Err(format!("done as {:?}, now done as {:?}", before.file_id, after.file_id));
+    if before.state() == State::Done && before.file_id() != after.file_id() {
+        return Err(format!("done as {:?}, now done as {:?}", before.file_id(), after.file_id()));
     }
     Ok(world.calls.get())
 }
@@ -500,7 +300,7 @@ fn upload_id_goldens() {
     let tagged = Spec { tags: vec!["news".into(), "2025".into()], class_id: Some(7), is_transcode: true, ..url.clone() };
     let local = Spec::for_source(Source::Path("/data/film.mkv".into()), 512 * 1024);
     let local_identity = Identity { size: 42, etag: None, last_modified: Some("1735689600.000000000".into()) };
-    assert_eq!(job::upload_id(&url, &identity), "fa062e1fbc4b157f6c6f");
-    assert_eq!(job::upload_id(&tagged, &identity), "868da5254abfa67b9e8e");
-    assert_eq!(job::upload_id(&local, &local_identity), "be2b42161169c192d9b0");
+    assert_eq!(upload::upload_id(&url, &identity), "fa062e1fbc4b157f6c6f");
+    assert_eq!(upload::upload_id(&tagged, &identity), "868da5254abfa67b9e8e");
+    assert_eq!(upload::upload_id(&local, &local_identity), "be2b42161169c192d9b0");
 }

@@ -266,7 +266,7 @@ async fn native_upload(args: &BenchArgs, s: &Servers, size: u64, seed: u64) -> a
     });
     settings.budget = Duration::from_millis(args.budget_ms);
     settings.concurrency = args.concurrency;
-    let spec = vod_uploader::checkpoint::Spec::for_source(vod_uploader::source::Source::Url(gen_url(s, size, seed)), PART);
+    let spec = vod_uploader::upload::Spec::for_source(vod_uploader::source::Source::Url(gen_url(s, size, seed)), PART);
     let (bytes0, requests0) = source_counters(s);
     let started = Instant::now();
     let (rec, _) = vod_uploader::engine::create(&io, &settings, spec).await.map_err(|e| anyhow!("{e}"))?;
@@ -275,12 +275,12 @@ async fn native_upload(args: &BenchArgs, s: &Servers, size: u64, seed: u64) -> a
             .await
             .map_err(|e| anyhow!("{e}"))?
             .ok_or_else(|| anyhow!("upload vanished"))?;
-        if rec.state.is_final() {
+        if rec.state().is_final() {
             break rec;
         }
     };
     let seconds = started.elapsed().as_secs_f64();
-    anyhow::ensure!(rec.state == vod_uploader::checkpoint::State::Done, "native upload ended {:?}", rec.error);
+    anyhow::ensure!(rec.state() == vod_uploader::upload::State::Done, "native upload ended {:?}", rec.error());
     let (bytes1, requests1) = source_counters(s);
     Ok(Run {
         size,

@@ -6,12 +6,12 @@ use super::model::{sha1_hex, Quirk, SourceFile, VOD_HOST};
 use super::world::{block_on, run, Kills, Latency, Rng, SimIo, Task, World};
 use std::rc::Rc;
 use std::time::Duration;
-use vod_uploader::checkpoint::{self, Outcome, Record, Spec, State, MD5S_PER_CHUNK};
+use vod_uploader::checkpoint;
 use vod_uploader::engine::{self, Settings};
-use vod_uploader::job::Backoff;
 use vod_uploader::protocol::{Credentials, Endpoint, Signer};
 use vod_uploader::sign::Algorithm;
 use vod_uploader::source::Source;
+use vod_uploader::upload::{Backoff, Outcome, Phase, Spec, State, Upload, MD5S_PER_CHUNK};
 
 /// How an upload may end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,11 +241,11 @@ impl Invariants {
                 world.violation(format!("{step}: upload {id} holds {keys} keys, over the bound {}", self.key_bound));
             }
             // The upload as any load sees it: the outcome over the record.
-            let record = kv.get(&prefix).and_then(|v| Record::decode(v).ok());
+            let record = kv.get(&prefix).and_then(|v| Upload::decode(v).ok());
             let end = kv.get(&checkpoint::end_key(id)).and_then(|v| Outcome::decode(v).ok());
             let seen_done = match (&end, &record) {
                 (Some(Outcome::Done { file_id, .. }), _) => Some(file_id.clone()),
-                (_, Some(r)) if r.state == State::Done => r.file_id.clone(),
+                (_, Some(r)) if r.state() == State::Done => r.file_id().map(str::to_owned),
                 _ => None,
             };
             match (&self.done[i], seen_done) {
@@ -253,7 +253,7 @@ impl Invariants {
                     world.violation(format!("{step}: upload {id} done as {before}, now done as {now}"))
                 }
                 (Some(before), None) => {
-                    world.violation(format!("{step}: upload {id} was done as {before} and is now {:?}", record.map(|r| r.state)))
+                    world.violation(format!("{step}: upload {id} was done as {before} and is now {:?}", record.map(|r| r.state())))
                 }
                 (None, Some(now)) => self.done[i] = Some(now),
                 _ => {}
@@ -386,8 +386,8 @@ fn drive(seed: u64, sc: &Scenario, kills: Option<Kills>) -> Result<Report, Strin
     let mut furthest = Vec::new();
     let mut still = 0;
     for round in 0.. {
-        let states: Vec<Option<Record>> = ids.iter().map(|id| load(&world, &observer, id)).collect();
-        if states.iter().all(|r| r.as_ref().is_none_or(|r| r.state.is_final())) {
+        let states: Vec<Option<Upload>> = ids.iter().map(|id| load(&world, &observer, id)).collect();
+        if states.iter().all(|r| r.as_ref().is_none_or(|r| r.state().is_final())) {
             break;
         }
         let reached: Vec<_> = states.iter().map(|r| r.as_ref().map(progress_of)).collect();
@@ -403,22 +403,20 @@ fn drive(seed: u64, sc: &Scenario, kills: Option<Kills>) -> Result<Report, Strin
                 .flatten()
                 .map(|r| {
                     format!(
-                        "{:?} session {} part size {} parts done {} (below {}) md5s {} repairs {} error {:?}",
-                        r.state,
-                        r.session,
-                        r.part_size,
+                        "{:?} part size {} parts done {} md5s {} uploading {:?} error {:?}",
+                        r.state(),
+                        r.part_size(),
                         r.parts_done(),
-                        r.done_below,
-                        r.md5_count(),
-                        r.repairs,
-                        r.error
+                        r.md5s().map_or(0, |m| m.count()),
+                        r.uploading().map(|u| (u.session, u.done.below, u.repairs)),
+                        r.error()
                     )
                 })
                 .collect();
             return Err(failure(&world, format!("no progress in {still} rounds (round {round}): {shown:?}")));
         }
         // A scheduler honours retryAfter: wait it out.
-        let wait = states.iter().flatten().filter(|r| !r.state.is_final()).filter_map(|r| r.retry_after).min();
+        let wait = states.iter().flatten().filter(|r| !r.state().is_final()).filter_map(|r| r.retry_after()).min();
         if let Some(at) = wait {
             let unix = world.unix();
             if at > unix {
@@ -493,7 +491,7 @@ fn drive(seed: u64, sc: &Scenario, kills: Option<Kills>) -> Result<Report, Strin
         let rec = block_on(&world, async move { engine::advance(&io, &s, &id2, started).await })
             .map_err(|e| failure(&world, format!("settling {id}: {e}")))?
             .ok_or_else(|| failure(&world, format!("upload {id} vanished")))?;
-        match rec.state {
+        match rec.state() {
             State::Done => {
                 if sc.expect == Expect::Done || matches!(sc.expect, Expect::DoneOr(_)) {
                 } else {
@@ -501,28 +499,28 @@ fn drive(seed: u64, sc: &Scenario, kills: Option<Kills>) -> Result<Report, Strin
                 }
                 let held = world.service.borrow().files.get(&original_sha).map(|f| (f.file_id.clone(), f.bytes == *expected));
                 match held {
-                    Some((file_id, true)) if rec.file_id.as_deref() == Some(file_id.as_str()) => {}
+                    Some((file_id, true)) if rec.file_id() == Some(file_id.as_str()) => {}
                     other => {
                         return Err(failure(
                             &world,
-                            format!("upload {id} done as {:?}, the service holds {other:?} for the source's SHA-1", rec.file_id),
+                            format!("upload {id} done as {:?}, the service holds {other:?} for the source's SHA-1", rec.file_id()),
                         ))
                     }
                 }
-                if rec.file_sha.as_deref().is_some_and(|s| s != original_sha) {
-                    return Err(failure(&world, format!("upload {id} hashed {:?}, the source is {original_sha}", rec.file_sha)));
+                if rec.file_sha().is_some_and(|s| s != original_sha) {
+                    return Err(failure(&world, format!("upload {id} hashed {:?}, the source is {original_sha}", rec.file_sha())));
                 }
             }
             State::Failed => {
-                let code = rec.error.as_ref().map(|e| e.code.as_str()).unwrap_or("");
+                let code = rec.error().as_ref().map(|e| e.code.as_str()).unwrap_or("");
                 match sc.expect {
                     Expect::Failed(want) | Expect::DoneOr(want) if want == code => {}
-                    _ => return Err(failure(&world, format!("upload {id} failed with {:?}, expected {:?}", rec.error, sc.expect))),
+                    _ => return Err(failure(&world, format!("upload {id} failed with {:?}, expected {:?}", rec.error(), sc.expect))),
                 }
             }
             other => return Err(failure(&world, format!("upload {id} ended {other:?}"))),
         }
-        outcomes.push(format!("{:?}", rec.state));
+        outcomes.push(format!("{:?}", rec.state()));
     }
     inv.check(&world, "settled");
     // A tick's housekeeping removes what racing invocations left after the end.
@@ -553,18 +551,22 @@ fn drive(seed: u64, sc: &Scenario, kills: Option<Kills>) -> Result<Report, Strin
 }
 
 /// How far an upload got: its state, bytes hashed, parts uploaded.
-fn progress_of(rec: &Record) -> (u8, u64, u64) {
-    let rank = match rec.state {
+fn progress_of(rec: &Upload) -> (u8, u64, u64) {
+    let rank = match rec.state() {
         State::Pending => 0,
         State::Hashing => 1,
         State::Uploading => 2,
         State::Finishing => 3,
         _ => 4,
     };
-    (rank, rec.hashing.as_ref().map_or(0, |h| h.offset), rec.parts_done())
+    let hashed = match &rec.phase {
+        Phase::Hashing(h) => h.hasher.offset,
+        _ => 0,
+    };
+    (rank, hashed, rec.parts_done())
 }
 
-fn load(world: &Rc<World>, observer: &SimIo, id: &str) -> Option<Record> {
+fn load(world: &Rc<World>, observer: &SimIo, id: &str) -> Option<Upload> {
     let (io, id) = (observer.clone(), id.to_owned());
     block_on(world, async move { engine::load(&io, &id).await }).ok().flatten()
 }
@@ -637,12 +639,12 @@ pub fn stalled_next_to_healthy(seed: u64) -> Result<String, String> {
             return Err(failure(&world, format!("tick {tick}")));
         }
         let healthy = load(&world, &observer, &ids[1]).ok_or("the healthy upload vanished")?;
-        if healthy.state == State::Done {
+        if healthy.state() == State::Done {
             let stuck = load(&world, &observer, &ids[0]).ok_or("the stalled upload vanished")?;
-            let error = stuck.error.clone().ok_or("the stalled upload shows no error")?;
-            let waits = stuck.retry_after.map(|t| t.saturating_sub(world.unix()));
-            if stuck.state.is_final() || error.code != "source_stalled" || !error.retryable || waits.is_none() {
-                return Err(format!("the stalled upload: {:?} {error:?} retryAfter {waits:?}", stuck.state));
+            let error = stuck.error().cloned().ok_or("the stalled upload shows no error")?;
+            let waits = stuck.retry_after().map(|t| t.saturating_sub(world.unix()));
+            if stuck.state().is_final() || error.code != "source_stalled" || !error.retryable || waits.is_none() {
+                return Err(format!("the stalled upload: {:?} {error:?} retryAfter {waits:?}", stuck.state()));
             }
             return Ok(format!("healthy done after {} ticks; stalled waits {waits:?} s more, {} retries", tick + 1, stuck.retries));
         }

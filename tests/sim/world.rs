@@ -14,8 +14,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
-use vod_uploader::checkpoint::{self, Outcome, Record, State};
+use vod_uploader::checkpoint;
 use vod_uploader::engine::{Body, FileInfo, HttpRequest, HttpResponse, Io};
+use vod_uploader::upload::{Outcome, State, Upload, MD5S_PER_CHUNK};
 
 /// SplitMix64: small, fast, and the same sequence on every machine.
 #[derive(Debug, Clone)]
@@ -297,28 +298,28 @@ impl World {
 
     /// Checks that every MD5 a record vouches for (in its tail and its stored chunks)
     /// is the MD5 of that part of the source.
-    fn check_md5s(&self, rec: &Record) {
+    fn check_md5s(&self, rec: &Upload) {
         // Once the upload is done, a late record (a racing invocation's write) is laid
         // under the outcome and its MD5s no longer matter: they may be released.
         if self.kv.borrow().get(&checkpoint::end_key(&rec.id)).is_some_and(|v| matches!(Outcome::decode(v), Ok(Outcome::Done { .. }))) {
             return;
         }
         let truth = self.truth.borrow();
-        let Some(bytes) = truth.get(&rec.id) else { return };
+        let (Some(bytes), Some(md5s)) = (truth.get(&rec.id), rec.md5s()) else { return };
         let mut cache = self.true_md5s.borrow_mut();
         // Every part's true MD5, end to end, as the record's tail and chunks store them.
         let all = cache
-            .entry((rec.id.clone(), rec.md5_part_size))
-            .or_insert_with(|| bytes.chunks(rec.md5_part_size as usize).flat_map(|p| <[u8; 16]>::from(md5::Md5::digest(p))).collect());
-        let chunk_bytes = (16 * checkpoint::MD5S_PER_CHUNK) as usize;
-        let from = rec.md5_chunks as usize * chunk_bytes;
-        let wrong = if all.len() < from + rec.md5_tail.len() {
+            .entry((rec.id.clone(), md5s.part_size))
+            .or_insert_with(|| bytes.chunks(md5s.part_size as usize).flat_map(|p| <[u8; 16]>::from(md5::Md5::digest(p))).collect());
+        let chunk_bytes = (16 * MD5S_PER_CHUNK) as usize;
+        let from = md5s.chunks as usize * chunk_bytes;
+        let wrong = if all.len() < from + md5s.tail.len() {
             Some("more MD5s than parts".to_string())
-        } else if rec.md5_tail[..] != all[from..from + rec.md5_tail.len()] {
+        } else if md5s.tail[..] != all[from..from + md5s.tail.len()] {
             Some("an MD5 of the tail".to_string())
         } else {
             let kv = self.kv.borrow();
-            (0..rec.md5_chunks as usize).find_map(|k| {
+            (0..md5s.chunks as usize).find_map(|k| {
                 let stored = kv.get(&checkpoint::md5_chunk_key(&rec.id, k as u64));
                 (stored.map(Vec::as_slice) != Some(&all[k * chunk_bytes..(k + 1) * chunk_bytes]))
                     .then(|| format!("MD5 chunk {k} (stored: {})", stored.is_some()))
@@ -330,16 +331,59 @@ impl World {
         }
     }
 
+    /// Checks a record an invocation wrote: in the current format and read back as
+    /// written; once hashed, with the source's true SHA-1 (present by construction from
+    /// uploading on); and its state reached from the one this invocation last saw along
+    /// the state graph (forward, finishing back to uploading, or to done or failed).
+    fn check_written(&self, inv: usize, value: &[u8], up: &Upload) {
+        let format = serde_json::from_slice::<serde_json::Value>(value).ok().and_then(|v| v["format"].as_u64());
+        if format != Some(u64::from(checkpoint::FORMAT)) {
+            self.violation(format!("invocation {inv} wrote a record of format {format:?}"));
+        }
+        if Upload::decode(&up.encode()).as_ref() != Ok(up) {
+            self.violation(format!("invocation {inv} wrote a record that does not round-trip: {up:?}"));
+        }
+        let wrong_sha = match (self.truth.borrow().get(&up.id), up.file_sha()) {
+            (Some(bytes), Some(sha)) => (super::model::sha1_hex(bytes) != sha).then(|| sha.to_owned()),
+            _ => None,
+        };
+        if let Some(sha) = wrong_sha {
+            self.violation(format!("invocation {inv} wrote {:?} with SHA-1 {sha}, not the source's", up.state()));
+        }
+        let rank = |s: State| match s {
+            State::Pending => 0,
+            State::Hashing => 1,
+            State::Uploading => 2,
+            State::Finishing => 3,
+            State::Done | State::Failed | State::Cancelled => 4,
+        };
+        let before = self.watches.borrow()[inv].phase;
+        let next = up.state();
+        let allowed = match before {
+            None => true,
+            Some(prev) if prev == next || matches!(next, State::Done | State::Failed) => true,
+            Some(State::Finishing) if next == State::Uploading => true,
+            Some(prev) => !prev.is_final() && rank(next) > rank(prev) && next != State::Cancelled,
+        };
+        if !allowed {
+            self.violation(format!("invocation {inv} went from {before:?} to {next:?}, which the state graph has no way for"));
+        }
+    }
+
     /// Sees a record value pass by (read or written by `inv`).
     fn saw_record(&self, inv: usize, value: &[u8], written: bool) {
         if written {
-            if let Ok(rec) = Record::decode(value) {
-                self.check_md5s(&rec);
+            match Upload::decode(value) {
+                Ok(up) => {
+                    self.check_md5s(&up);
+                    self.check_written(inv, value, &up);
+                }
+                Err(e) => self.violation(format!("invocation {inv} wrote a record that cannot be read back: {e}")),
             }
         }
         let mut watches = self.watches.borrow_mut();
         let w = &mut watches[inv];
-        w.phase = Record::decode(value).ok().map(|r| r.state);
+        w.phase = Upload::decode(value).ok().map(|r| r.state());
         if written {
             w.last_commit = self.now();
             w.owed_since = None;
@@ -720,15 +764,15 @@ impl Io for SimIo {
     async fn kv_set(&self, key: &str, value: &[u8]) -> Result<(), String> {
         let inv = self.inv;
         self.world.io(inv, || format!("kv set {key}"));
-        self.world.trace(inv, || match Record::decode(value) {
+        self.world.trace(inv, || match Upload::decode(value) {
             Ok(r) => format!(
-                "kv set {key}: {:?} session {} parts done {} (below {}) hashed {:?} error {:?}",
-                r.state,
-                r.session,
+                "kv set {key}: {:?} session {:?} parts done {} (below {:?}) hashed {} error {:?}",
+                r.state(),
+                r.uploading().map(|u| u.session),
                 r.parts_done(),
-                r.done_below,
-                r.hashing.as_ref().map(|h| h.offset),
-                r.error.map(|e| e.code)
+                r.uploading().map(|u| u.done.below),
+                r.hashed_bytes(),
+                r.error().map(|e| &e.code)
             ),
             Err(_) => format!("kv set {key}: {}", String::from_utf8_lossy(&value[..value.len().min(160)])),
         });

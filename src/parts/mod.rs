@@ -3,6 +3,12 @@
 
 use std::ops::Range;
 
+mod cutter;
+mod done;
+
+pub use cutter::PartCutter;
+pub use done::DoneParts;
+
 /// A file cut into parts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Layout {

@@ -1,0 +1,83 @@
+//! One invocation on one upload: load it, work through its phases until it is done or
+//! the time is up, conclude (an error waits or fails it, through the upload's own
+//! functions) and save.
+
+use super::records::{load_raw, settle};
+use super::run::Run;
+use super::wait::Limits;
+use super::{Io, Settings};
+use crate::error::Error;
+use crate::source::SourceError;
+use crate::upload::{State, Upload};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// Works on upload `id` until it is done or the invocation's time (from `started`, on
+/// [`Io::now`]) is up; returns the upload as saved. `Ok(None)` when there is no such
+/// upload.
+pub async fn advance<I: Io>(io: &I, settings: &Settings, id: &str, started: Duration) -> Result<Option<Upload>, Error> {
+    let (Some(mut up), end) = load_raw(io, id).await? else { return Ok(None) };
+    if let Some(end) = end {
+        return settle(io, up, &end).await.map(Some);
+    }
+    if up.state().is_final() {
+        return Ok(Some(up));
+    }
+    up.invocations += 1;
+    up.attempted_at = io.unix_now();
+    let limits = Limits { hard: started + settings.time_limit(), stall: settings.stall_timeout };
+    let mut run = Run {
+        io,
+        s: settings,
+        soft: started + settings.budget,
+        limits,
+        last_save: started,
+        saved: None,
+        memory: None,
+        chunks: HashMap::new(),
+        progressed: false,
+    };
+    let outcome = run.work(&mut up).await;
+    let now = io.unix_now();
+    let backoff = settings.backoff;
+    match outcome {
+        Ok(()) => up.invocation_ok(),
+        Err(Error::OutOfTime) if run.progressed => up.invocation_ok(),
+        Err(Error::OutOfTime) => {
+            let stalled = Error::Source(SourceError::Stalled("no progress before the invocation's time was up".into()));
+            up.fail_or_wait(stalled.to_upload_error(), stalled.voids_checkpoint(), now, false, backoff)
+        }
+        Err(Error::Ended(end)) => {
+            up.lay_outcome(&end);
+            return Ok(Some(up));
+        }
+        Err(e) => up.fail_or_wait(e.to_upload_error(), e.voids_checkpoint(), now, run.progressed, backoff),
+    }
+    // The closing checkpoint, unless the work's own last one already holds all of it:
+    // KV writes are a platform quota.
+    if !run.saved.as_ref().is_some_and(|saved| Upload { updated_at: saved.updated_at, ..up.clone() } == *saved) {
+        match run.save(&mut up).await {
+            Err(Error::Ended(end)) => up.lay_outcome(&end),
+            other => other?,
+        }
+    }
+    Ok(Some(up))
+}
+
+impl<I: Io> Run<'_, I> {
+    /// Each phase's pass in turn, until the upload is final or the time is up.
+    async fn work(&mut self, up: &mut Upload) -> Result<(), Error> {
+        loop {
+            if self.out_of_time() {
+                return Ok(());
+            }
+            match up.state() {
+                State::Pending => up.start_hashing(),
+                State::Hashing => self.hash(up).await?,
+                State::Uploading => self.upload(up).await?,
+                State::Finishing => self.finish(up).await?,
+                State::Done | State::Failed | State::Cancelled => return Ok(()),
+            }
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! What the engine needs from its platform: HTTP, the key-value store, clocks,
+//! randomness and local files, behind one trait ([`Io`]).
+
+use std::rc::Rc;
+use std::time::Duration;
+
+/// An outgoing HTTP request. The body is shared so a retry does not copy it (and
+/// moved in whole, not copied, from the buffer a part was read into).
+#[derive(Debug, Clone)]
+pub struct HttpRequest {
+    /// GET or POST.
+    pub method: &'static str,
+    /// Full URL.
+    pub url: String,
+    /// Extra headers.
+    pub headers: Vec<(String, String)>,
+    /// Body (empty for GET).
+    pub body: Rc<Vec<u8>>,
+    /// How long the engine will wait for this request; a host that can bound connect,
+    /// first-byte and between-bytes times (wasi-http's request options) should use it.
+    /// The engine bounds the wait itself either way.
+    pub timeout: Option<Duration>,
+}
+
+/// An HTTP response whose body is read as a stream.
+pub struct HttpResponse<B> {
+    /// Status code.
+    pub status: u16,
+    /// Headers.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: B,
+}
+
+/// A response body, read chunk by chunk. `chunk` must be cancel-safe: a future of it
+/// dropped before completion loses no bytes.
+#[allow(async_fn_in_trait)]
+pub trait Body {
+    /// The next chunk; `None` at the end.
+    async fn chunk(&mut self) -> Option<Result<Vec<u8>, String>>;
+}
+
+/// A local file's metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileInfo {
+    /// Whether it is a regular file.
+    pub is_file: bool,
+    /// Its size.
+    pub size: u64,
+    /// Its modification time, as text compared for equality.
+    pub modified: Option<String>,
+}
+
+/// What the engine needs from its platform. Everything that touches the world goes
+/// through here (clocks and local files included), so a simulation can run the engine
+/// on virtual time and kill it at any call.
+#[allow(async_fn_in_trait)]
+pub trait Io {
+    /// Response body type.
+    type Body: Body;
+    /// Sends a request; `Err` for transport failures (and refused destinations).
+    async fn send(&self, request: HttpRequest) -> Result<HttpResponse<Self::Body>, String>;
+    /// Reads a key.
+    async fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, String>;
+    /// Writes a key.
+    async fn kv_set(&self, key: &str, value: &[u8]) -> Result<(), String>;
+    /// Removes a key.
+    async fn kv_delete(&self, key: &str) -> Result<(), String>;
+    /// Every key of the store.
+    async fn kv_keys(&self) -> Result<Vec<String>, String>;
+    /// Waits (a retry's backoff, a time limit).
+    async fn sleep(&self, duration: Duration);
+    /// Monotonic time since an origin of the platform's choosing.
+    fn now(&self) -> Duration;
+    /// Wall-clock Unix seconds.
+    fn unix_now(&self) -> u64;
+    /// A random number (nonces, jitter).
+    fn random(&self) -> u32;
+    /// A local file's metadata.
+    async fn file_info(&self, path: &str) -> std::io::Result<FileInfo>;
+    /// Up to `len` bytes of a local file from `offset` (fewer only at its end).
+    async fn read_file(&self, path: &str, offset: u64, len: usize) -> std::io::Result<Vec<u8>>;
+}
+
+/// Local files through `std::fs` (WASI preopens in the component), for the platform
+/// adapters that have a real file system.
+pub mod local {
+    use super::FileInfo;
+    use std::io::{Read, Seek};
+
+    /// [`super::Io::file_info`] over `std::fs`.
+    pub fn file_info(path: &str) -> std::io::Result<FileInfo> {
+        let meta = std::fs::metadata(path)?;
+        let modified = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|t| format!("{}.{:09}", t.as_secs(), t.subsec_nanos()));
+        Ok(FileInfo { is_file: meta.is_file(), size: meta.len(), modified })
+    }
+
+    /// [`super::Io::read_file`] over `std::fs`.
+    pub fn read_file(path: &str, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+        let mut file = std::fs::File::open(path)?;
+        file.seek(std::io::SeekFrom::Start(offset))?;
+        let mut buf = Vec::with_capacity(len);
+        file.take(len as u64).read_to_end(&mut buf)?;
+        Ok(buf)
+    }
+}

@@ -1,0 +1,176 @@
+//! The upload engine: one invocation's worth of work on an upload, within a time
+//! budget, over any platform that implements [`Io`] (Spin's outbound HTTP and
+//! key-value store in the component; tokio, hyper and SQLite in the native tests; a
+//! virtual clock and in-memory models in the deterministic simulation).
+//!
+//! Decisions about the upload itself live in [`crate::upload`]; this module sequences
+//! the I/O: ranged reads of the source ([`read`]), the hashing pass ([`hashing`]),
+//! concurrent part uploads with retries ([`uploading`], [`vod`]), and checkpoints at
+//! least every `checkpoint_every` and before returning ([`records`]).
+//!
+//! Three rules make it safe to kill an invocation at any instant and to run several
+//! on one upload at once, on a store without compare-and-swap:
+//! - the record write is the commit point of work in progress, and what it refers to
+//!   (MD5 chunks) is stored before it;
+//! - an upload's end is a separate write-once key ([`checkpoint::end_key`]), read before
+//!   every record write and laid over the record on every load, so done stays done;
+//! - every wait (a request, a body read, a backoff) is bounded by the invocation's
+//!   time, so an invocation always returns, with a checkpoint, before the platform
+//!   would kill it.
+
+mod advance;
+mod hashing;
+mod io;
+mod read;
+mod records;
+mod run;
+mod tick;
+mod uploading;
+mod vod;
+mod wait;
+
+pub use advance::advance;
+pub use io::{local, Body, FileInfo, HttpRequest, HttpResponse, Io};
+pub use read::probe;
+pub use records::{list, load, Listing};
+pub use tick::{tick, TickReport};
+
+use crate::checkpoint;
+use crate::error::Error;
+use crate::protocol::Signer;
+use crate::source::Source;
+use crate::upload::{Backoff, Outcome, Spec, State, Upload};
+use records::{commit, keys_of, load_raw, remove_keys};
+use std::time::Duration;
+
+/// How the engine works.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Signs VOD calls.
+    pub signer: Signer,
+    /// Time for one invocation's work: no new work starts after it.
+    pub budget: Duration,
+    /// The least time any invocation gets, whatever its budget: a budget smaller than
+    /// this still advances the upload once (see [`Settings::time_limit`]).
+    pub min_budget: Duration,
+    /// Longest wait for any one answer or body chunk before the peer counts as stalled.
+    pub stall_timeout: Duration,
+    /// Parts in flight at once.
+    pub concurrency: usize,
+    /// Longest time between checkpoints.
+    pub checkpoint_every: Duration,
+    /// Files up to this size are read once: kept in memory from hashing to upload.
+    /// A source that ignores `Range` is readable only up to this size.
+    pub memory_threshold: u64,
+    /// Attempts per VOD call within an invocation.
+    pub attempts: u32,
+    /// Length of a ranged read while no read rate is known (`u64::MAX`: to the end).
+    pub first_read: u64,
+    /// Waits between invocations after retryable errors, and when to give up.
+    pub backoff: Backoff,
+    /// How long done, failed and cancelled uploads are kept before `/tick` removes them.
+    pub retention_secs: u64,
+}
+
+impl Settings {
+    /// Defaults: 20 s budget, 4 parts at once, a checkpoint every 2 s, files up to
+    /// 8 MiB read once, a peer silent for 10 s is stalled, retries from 5 s doubling up
+    /// to 15 min, give up after 24 h without progress, final uploads kept 168 h.
+    pub fn new(signer: Signer) -> Self {
+        Settings {
+            signer,
+            budget: Duration::from_secs(20),
+            min_budget: Duration::from_secs(1),
+            stall_timeout: Duration::from_secs(10),
+            concurrency: 4,
+            checkpoint_every: Duration::from_secs(2),
+            memory_threshold: 8 << 20,
+            attempts: 5,
+            // Until a read rate is known, read to the end: one request per pass, and a
+            // stop at the deadline throws away only what TCP buffered, as with any length.
+            first_read: u64::MAX,
+            backoff: Backoff { base_secs: 5, cap_secs: 900, give_up_secs: 24 * 3600 },
+            retention_secs: 168 * 3600,
+        }
+    }
+}
+
+impl Settings {
+    /// How long an invocation may take in all: no new work starts after `budget`, and
+    /// what is under way (parts in flight, a read, the closing checkpoint) gets a tenth
+    /// more to finish, so that it is not thrown away and sent again next time. At least
+    /// `min_budget`.
+    pub fn time_limit(&self) -> Duration {
+        (self.budget + self.budget / 10).max(self.min_budget)
+    }
+}
+
+/// A lone outcome key (its record gone: a cancel's tombstone, or the rest of a
+/// removal cut short) is kept this long, beyond any invocation still at work.
+const TOMBSTONE_SECS: u64 = 3600;
+
+fn storage(e: String) -> Error {
+    Error::Storage(e)
+}
+
+/// Removes an upload, or stops it: a done upload is forgotten (every key removed; the
+/// service keeps the file); any other is cancelled (a tombstone outcome first, so an
+/// invocation still at work stops at its next checkpoint, then its keys). Returns its
+/// last status.
+pub async fn cancel<I: Io>(io: &I, id: &str) -> Result<Option<Upload>, Error> {
+    let Some(mut up) = load(io, id).await? else { return Ok(None) };
+    let keys = io.kv_keys().await.map_err(storage)?;
+    let mut own = keys_of(&keys, id);
+    if up.state() != State::Done {
+        let at = io.unix_now();
+        io.kv_set(&checkpoint::end_key(id), &Outcome::Cancelled { at }.encode()).await.map_err(storage)?;
+        up.lay_outcome(&Outcome::Cancelled { at });
+        own.retain(|k| *k != checkpoint::end_key(id));
+    }
+    remove_keys(io, &own).await?;
+    Ok(Some(up))
+}
+
+/// Creates the upload for `spec` unless the same request for the same unchanged source
+/// exists; returns the upload and whether it is new. A failed upload found this way is
+/// restarted from its last good checkpoint (the request is its retry).
+pub async fn create<I: Io>(io: &I, settings: &Settings, spec: Spec) -> Result<(Upload, bool), Error> {
+    let identity = probe(io, settings, &spec.source).await?;
+    let mut up = Upload::new(spec, identity, io.unix_now());
+    up.stats.source_requests = matches!(up.spec.source, Source::Url(_)) as u64;
+    let (existing, end) = load_raw(io, &up.id).await?;
+    match (existing, &end) {
+        (Some(mut existing), Some(end @ Outcome::Done { .. })) => {
+            existing.lay_outcome(end);
+            return Ok((existing, false));
+        }
+        (Some(mut existing), None) => {
+            if existing.state() == State::Failed {
+                existing.retry();
+                commit(io, &mut existing).await?;
+            }
+            return Ok((existing, false));
+        }
+        _ => {}
+    }
+    // Nothing, or a cancelled or removed upload of the same request: start afresh, the
+    // tombstone removed first so it does not fall on the new record.
+    let keys = io.kv_keys().await.map_err(storage)?;
+    let mut own = keys_of(&keys, &up.id);
+    own.reverse();
+    remove_keys(io, &own).await?;
+    io.kv_set(&checkpoint::record_key(&up.id), &up.encode()).await.map_err(storage)?;
+    up.stats.kv_writes += 1;
+    Ok((up, true))
+}
+
+/// Restarts a failed upload from its last good checkpoint (nothing to do for any
+/// other). Returns the upload as saved.
+pub async fn retry<I: Io>(io: &I, id: &str) -> Result<Option<Upload>, Error> {
+    let Some(mut up) = load(io, id).await? else { return Ok(None) };
+    if up.state() == State::Failed {
+        up.retry();
+        commit(io, &mut up).await?;
+    }
+    Ok(Some(up))
+}

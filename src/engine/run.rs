@@ -1,0 +1,92 @@
+//! One invocation's work on one upload: its limits, what it read and loaded, and its
+//! saves.
+
+use super::records::commit;
+use super::wait::Limits;
+use super::{storage, Io, Settings};
+use crate::checkpoint;
+use crate::error::Error;
+use crate::hasher::PartMd5;
+use crate::upload::{md5_in_chunk, Md5s, Upload};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// One invocation's work on one upload.
+pub(crate) struct Run<'a, I: Io> {
+    pub(crate) io: &'a I,
+    pub(crate) s: &'a Settings,
+    /// No new work starts after this (once some progress was made).
+    pub(crate) soft: Duration,
+    pub(crate) limits: Limits,
+    pub(crate) last_save: Duration,
+    /// The record as this invocation last wrote it.
+    pub(crate) saved: Option<Upload>,
+    /// The whole file, when it fits the memory threshold and was read this invocation.
+    pub(crate) memory: Option<Rc<Vec<u8>>>,
+    /// MD5 chunks loaded this invocation.
+    pub(crate) chunks: HashMap<u64, Vec<u8>>,
+    /// Whether this invocation moved the upload forward yet: the budget is only
+    /// enforced after some progress, so even a tiny budget always advances.
+    pub(crate) progressed: bool,
+}
+
+impl<'a, I: Io> Run<'a, I> {
+    pub(crate) fn out_of_time(&self) -> bool {
+        self.progressed && self.io.now() >= self.soft
+    }
+
+    pub(crate) fn remaining(&self) -> Duration {
+        self.soft.saturating_sub(self.io.now())
+    }
+
+    /// Writes the upload's record (the commit point), unless the upload ended meanwhile.
+    pub(crate) async fn save(&mut self, up: &mut Upload) -> Result<(), Error> {
+        commit(self.io, up).await?;
+        self.last_save = self.io.now();
+        self.saved = Some(up.clone());
+        Ok(())
+    }
+
+    pub(crate) fn save_due(&self) -> bool {
+        self.io.now().saturating_sub(self.last_save) >= self.s.checkpoint_every
+    }
+
+    /// How many bytes to ask the source for next: what the remaining budget can read at
+    /// the rate seen so far, so that reads are few and large but little is fetched and
+    /// thrown away when the budget runs out.
+    pub(crate) fn read_len(&self, up: &Upload) -> u64 {
+        if up.read_rate == 0 {
+            return self.s.first_read;
+        }
+        let secs = self.remaining().as_secs_f64();
+        ((up.read_rate as f64 * secs * 1.1) as u64).max(8 << 20)
+    }
+
+    pub(crate) fn learn_rate(&self, up: &mut Upload, bytes: u64, took: Duration) {
+        if bytes >= (4 << 20) && took > Duration::from_millis(50) {
+            let rate = (bytes as f64 / took.as_secs_f64()) as u64;
+            up.read_rate = if up.read_rate == 0 { rate } else { (up.read_rate + rate) / 2 };
+        }
+    }
+
+    /// The stored MD5 of part `index`, loading its chunk when needed.
+    pub(crate) async fn stored_md5(&mut self, id: &str, md5s: &Md5s, index: u64) -> Result<Option<PartMd5>, Error> {
+        match md5s.in_tail(index) {
+            Ok(found) => Ok(found),
+            Err(k) => {
+                if !self.chunks.contains_key(&k) {
+                    let key = checkpoint::md5_chunk_key(id, k);
+                    let value = self
+                        .io
+                        .kv_get(&key)
+                        .await
+                        .map_err(storage)?
+                        .ok_or_else(|| Error::Checkpoint(format!("MD5 chunk {key} is missing")))?;
+                    self.chunks.insert(k, value);
+                }
+                Ok(md5_in_chunk(&self.chunks[&k], index))
+            }
+        }
+    }
+}
