@@ -4,6 +4,8 @@
 //! The crate is a sans-IO core (plain data and functions a test can drive step by
 //! step) plus, on wasm32, the Spin component that drives it.
 
+#![warn(missing_docs)]
+
 pub mod api;
 pub mod checkpoint;
 #[cfg(all(target_arch = "wasm32", feature = "component"))]

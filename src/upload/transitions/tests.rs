@@ -1,4 +1,5 @@
 use super::*;
+use crate::protocol::Finished;
 use crate::protocol::ListedPart;
 use crate::source::{Identity, Source};
 use crate::upload::{status, Spec, State};
@@ -178,4 +179,143 @@ fn an_outcome_overrides_an_upload_that_stepped_back() {
     assert_eq!(u.file_sha(), Some("f".repeat(40).as_str()));
     u.lay_outcome(&Outcome::Cancelled { at: 6 });
     assert_eq!(u.state(), State::Done, "done stays done");
+}
+
+/// One thing that can happen to an upload, as the engine would report it.
+#[derive(Debug, Clone)]
+enum Event {
+    StartHashing,
+    Hashed,
+    Opened { code: u8, data_size: u64, listed: Vec<u64> },
+    PartSent(u64),
+    PartRefused { code: i64, retryable: bool, fit: bool },
+    AllSent,
+    FinishRefused { code: i64, retryable: bool },
+    Finished,
+    Outcome { done: bool },
+    Error { retryable: bool, voids: bool, progressed: bool },
+    InvocationOk,
+    Retry,
+}
+
+fn event() -> impl proptest::strategy::Strategy<Value = Event> {
+    use proptest::prelude::*;
+    let code = prop::sample::select(vec![vod_codes::PARAMS, vod_codes::INVALID_BODY, -10001]);
+    prop_oneof![
+        Just(Event::StartHashing),
+        Just(Event::Hashed),
+        (0u8..3, 1u64..9, prop::collection::vec(0u64..40, 0..6)).prop_map(|(code, data_size, listed)| Event::Opened {
+            code,
+            data_size,
+            listed
+        }),
+        (0u64..12).prop_map(Event::PartSent),
+        (code.clone(), any::<bool>(), any::<bool>()).prop_map(|(code, retryable, fit)| Event::PartRefused { code, retryable, fit }),
+        Just(Event::AllSent),
+        (code, any::<bool>()).prop_map(|(code, retryable)| Event::FinishRefused { code, retryable }),
+        Just(Event::Finished),
+        any::<bool>().prop_map(|done| Event::Outcome { done }),
+        (any::<bool>(), any::<bool>(), any::<bool>()).prop_map(|(retryable, voids, progressed)| Event::Error {
+            retryable,
+            voids,
+            progressed
+        }),
+        Just(Event::InvocationOk),
+        Just(Event::Retry),
+    ]
+}
+
+proptest::proptest! {
+    /// Any sequence of events keeps the machine's promises: done stays done with its
+    /// fileId; a retry resumes the phase the upload failed in (finishing as uploading,
+    /// pending when its data was the problem); a final phase never holds another; parts
+    /// and bytes stay within the file; every state survives the store round-trip.
+    #[test]
+    fn any_events_keep_the_invariants(size in 1u64..40, events in proptest::collection::vec(event(), 1..60)) {
+        let mut u = up(size);
+        for (at, e) in events.into_iter().enumerate() {
+            let before = u.clone();
+            let now = 100 + at as u64;
+            match &e {
+                Event::StartHashing => u.start_hashing(),
+                Event::Hashed => {
+                    if let Some(h) = u.hashing_mut() {
+                        let count = h.md5s.layout(size).count();
+                        let append = h.md5s.appended(&(0..count).map(md5).collect::<Vec<_>>());
+                        h.md5s.set(append);
+                    }
+                    u.hashed("f".repeat(40));
+                }
+                Event::Opened { code, data_size, listed } => {
+                    let answer = match code {
+                        0 => InitAnswer::New,
+                        1 => InitAnswer::Resume { data_size: *data_size, parts: listed.iter().map(|&i| ListedPart { offset: i * data_size, size: *data_size, md5: Some(crate::hex::encode(&md5(i))) }).collect() },
+                        _ => InitAnswer::Exists(Finished { file_id: "9".into(), url: "u".into() }),
+                    };
+                    if let Some(s) = u.uploading_mut() {
+                        if let Some(done) = s.opened(answer, 4, size, |i| Some(md5(i))) {
+                            u.finished(done, now);
+                        }
+                    }
+                }
+                Event::PartSent(i) => {
+                    if let Some(s) = u.uploading_mut() {
+                        if *i < s.layout(size).count() {
+                            s.part_sent(*i);
+                        }
+                    }
+                }
+                Event::PartRefused { code, retryable, fit } => {
+                    let api = ApiError { code: *code, message: "no".into(), retryable: *retryable };
+                    if let Some(s) = u.uploading_mut() {
+                        if s.part_refused(&api, *fit) == PartVerdict::Recheck {
+                            s.recheck();
+                        }
+                    }
+                }
+                Event::AllSent => {
+                    u.all_sent();
+                }
+                Event::FinishRefused { code, retryable } => {
+                    u.finish_refused(&ApiError { code: *code, message: "no".into(), retryable: *retryable });
+                }
+                Event::Finished => {
+                    if u.state() == State::Finishing {
+                        u.finished(Finished { file_id: "7".into(), url: "u".into() }, now);
+                    }
+                }
+                Event::Outcome { done } => {
+                    let outcome = if *done { Outcome::Done { file_id: "7".into(), url: "u".into(), at: now } } else { Outcome::Cancelled { at: now } };
+                    u.lay_outcome(&outcome);
+                }
+                Event::Error { retryable, voids, progressed } => {
+                    u.fail_or_wait(error("e", *retryable), *voids, now, *progressed, BACKOFF);
+                }
+                Event::InvocationOk => u.invocation_ok(),
+                Event::Retry => u.retry(),
+            }
+            // Done stays done, with its fileId.
+            if let Phase::Done(d) = &before.phase {
+                proptest::prop_assert_eq!(u.file_id(), Some(d.file_id.as_str()), "{:?} undid done", e);
+            }
+            // A retry resumes where the upload failed.
+            if let (Event::Retry, Phase::Failed(f)) = (&e, &before.phase) {
+                let want = if f.from_start { State::Pending } else { match f.was.state() { State::Finishing => State::Uploading, s => s } };
+                proptest::prop_assert_eq!(u.state(), want);
+                proptest::prop_assert!(u.error().is_none() && u.retry_after().is_none());
+            }
+            // A final phase keeps an active one, never another final one; waiting only
+            // on an active upload.
+            match &u.phase {
+                Phase::Failed(f) => proptest::prop_assert!(!f.was.state().is_final()),
+                Phase::Cancelled(c) => proptest::prop_assert!(!c.was.state().is_final()),
+                _ => {}
+            }
+            proptest::prop_assert!(u.waiting.is_none() || !u.state().is_final());
+            proptest::prop_assert!(u.parts_done() <= u.layout().count());
+            proptest::prop_assert!(u.uploaded_bytes() <= size && u.hashed_bytes() <= size);
+            let _ = status(&u);
+            proptest::prop_assert_eq!(&crate::upload::Upload::decode(&u.encode()).expect("decodes"), &u);
+        }
+    }
 }
