@@ -8,8 +8,8 @@ use crate::checkpoint::Spec;
 use crate::engine::{self, Body, Io, Settings};
 use crate::error::{codes, Error};
 use crate::job;
-use crate::protocol::{FORBIDDEN_NAME_CHARS, MAX_FILE_NAME_BYTES, PART_SIZES};
-use crate::source::{Source, SourceError, SourcePolicy};
+use crate::protocol::params::{self as rules, FileNameProblem, MAX_FILE_NAME_BYTES, PART_SIZES};
+use crate::source::{is_plain_file_type, Source, SourceError, SourcePolicy, MAX_FILE_TYPE_LEN};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -114,13 +114,24 @@ struct CreateBody {
     data_size: Option<u64>,
 }
 
+/// A flag as JSON gives it: a boolean, or a number that the document's `0 or 1` rule
+/// reads.
 fn flag(name: &str, value: Option<Flag>) -> Result<bool, ApiResponse> {
     match value {
-        None | Some(Flag::Bool(false)) | Some(Flag::Int(0)) => Ok(false),
-        Some(Flag::Bool(true)) | Some(Flag::Int(1)) => Ok(true),
-        Some(Flag::Int(n)) => Err(ApiResponse::error(400, codes::BAD_REQUEST, format!("{name} must be true, false, 0 or 1, got {n}"))),
+        None => Ok(false),
+        Some(Flag::Bool(on)) => Ok(on),
+        Some(Flag::Int(n)) => rules::flag(&n.to_string())
+            .map_err(|_| ApiResponse::error(400, codes::BAD_REQUEST, format!("{name} must be true, false, 0 or 1, got {n}"))),
     }
 }
+
+/// Our own limits on `POST /uploads`, stricter than the document's (which allows any
+/// number of tags of any content, any fileType, and control characters in fileName):
+/// at most this many tags.
+pub const MAX_TAGS: usize = 16;
+
+/// Ours: a tag's length in characters (at least 1; no control characters either).
+pub const MAX_TAG_CHARS: usize = 32;
 
 /// Reads and validates the body of `POST /uploads` into a [`Spec`].
 pub fn parse_create(body: &[u8], policy: &SourcePolicy) -> Result<Spec, ApiResponse> {
@@ -134,31 +145,35 @@ pub fn parse_create(body: &[u8], policy: &SourcePolicy) -> Result<Spec, ApiRespo
     let file_name = match parsed.file_name {
         None => default_name,
         Some(name) => {
-            if name.trim().is_empty() || name.len() > MAX_FILE_NAME_BYTES {
-                return Err(bad(format!("fileName must be 1 to {MAX_FILE_NAME_BYTES} bytes, got {}", name.len())));
+            let wrong_length = || bad(format!("fileName must be 1 to {MAX_FILE_NAME_BYTES} bytes, got {}", name.len()));
+            // Ours: not blank, and no control characters; the rest is the document's rule.
+            if name.trim().is_empty() {
+                return Err(wrong_length());
             }
-            if let Some(c) = name.chars().find(|c| FORBIDDEN_NAME_CHARS.contains(c) || c.is_control()) {
-                return Err(bad(format!("fileName must not contain {c:?} (nor any of \\ / : * ? \" < > |)")));
+            match rules::file_name_refusing(&name, char::is_control) {
+                Ok(()) => {}
+                Err(FileNameProblem::TooLong { .. }) => return Err(wrong_length()),
+                Err(FileNameProblem::Forbidden(c)) => {
+                    return Err(bad(format!("fileName must not contain {c:?} (nor any of {})", rules::forbidden_name_chars_listed())))
+                }
             }
             name
         }
     };
     let file_type = match parsed.file_type {
         None => default_type,
-        Some(t) if !t.is_empty() && t.len() <= 16 && t.bytes().all(|b| b.is_ascii_alphanumeric()) => t,
-        Some(t) => return Err(bad(format!("fileType must be 1 to 16 ASCII letters or digits (such as mp4), got {t:?}"))),
+        Some(t) if is_plain_file_type(&t) => t,
+        Some(t) => return Err(bad(format!("fileType must be 1 to {MAX_FILE_TYPE_LEN} ASCII letters or digits (such as mp4), got {t:?}"))),
     };
     let tags = parsed.tags.unwrap_or_default();
-    if tags.len() > 16 {
-        return Err(bad(format!("at most 16 tags are allowed, got {}", tags.len())));
+    if tags.len() > MAX_TAGS {
+        return Err(bad(format!("at most {MAX_TAGS} tags are allowed, got {}", tags.len())));
     }
-    if let Some(t) = tags.iter().find(|t| t.is_empty() || t.chars().count() > 32 || t.chars().any(char::is_control)) {
-        return Err(bad(format!("each tag must be 1 to 32 characters without control characters, got {t:?}")));
+    if let Some(t) = tags.iter().find(|t| t.is_empty() || t.chars().count() > MAX_TAG_CHARS || t.chars().any(char::is_control)) {
+        return Err(bad(format!("each tag must be 1 to {MAX_TAG_CHARS} characters without control characters, got {t:?}")));
     }
     let data_size = parsed.data_size.unwrap_or(PART_SIZES[1]);
-    if !PART_SIZES.contains(&data_size) {
-        return Err(bad(format!("dataSize must be 524288 or 1048576, got {data_size}")));
-    }
+    rules::data_size(data_size).map_err(|problem| bad(problem.to_string()))?;
     Ok(Spec {
         source,
         file_name,

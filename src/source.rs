@@ -3,6 +3,7 @@
 //! it suggests, and how to probe, request and check ranges. The reading itself
 //! happens in the engine, through the platform adapter.
 
+use crate::protocol::params;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -273,24 +274,33 @@ impl Source {
     pub fn default_names(&self) -> (String, String) {
         let segment = self.last_segment();
         let (stem, ext) = match segment.rsplit_once('.') {
-            Some((stem, ext))
-                if !stem.is_empty() && !ext.is_empty() && ext.len() <= 16 && ext.bytes().all(|b| b.is_ascii_alphanumeric()) =>
-            {
-                (stem.to_owned(), ext.to_ascii_lowercase())
-            }
+            Some((stem, ext)) if !stem.is_empty() && is_plain_file_type(ext) => (stem.to_owned(), ext.to_ascii_lowercase()),
             _ => (segment.clone(), "mp4".to_owned()),
         };
         (sanitize_file_name(&stem), ext)
     }
 }
 
-/// Makes any text a valid fileName: forbidden and control characters become `_`,
+/// The longest fileType we suggest or accept. Ours: the document allows any fileType
+/// ("usually the extension"); the API accepts, and the names suggested here give, only
+/// 1 to 16 ASCII letters or digits.
+pub const MAX_FILE_TYPE_LEN: usize = 16;
+
+/// Whether `t` is a fileType by our rule: 1 to [`MAX_FILE_TYPE_LEN`] ASCII letters or
+/// digits (such as mp4). Stated here, below the API, because the suggested names
+/// follow it too.
+pub fn is_plain_file_type(t: &str) -> bool {
+    !t.is_empty() && t.len() <= MAX_FILE_TYPE_LEN && t.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// Makes any text a valid fileName (the document's rule, `protocol::params::file_name`,
+/// and no control characters): forbidden and control characters become `_`,
 /// cut to 40 bytes on a character boundary; empty becomes `upload`.
 pub fn sanitize_file_name(text: &str) -> String {
     let mut out = String::new();
     for c in text.chars() {
-        let c = if crate::protocol::FORBIDDEN_NAME_CHARS.contains(&c) || c.is_control() { '_' } else { c };
-        if out.len() + c.len_utf8() > crate::protocol::MAX_FILE_NAME_BYTES {
+        let c = if params::forbidden_in_file_name(c) || c.is_control() { '_' } else { c };
+        if out.len() + c.len_utf8() > params::MAX_FILE_NAME_BYTES {
             break;
         }
         out.push(c);
