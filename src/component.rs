@@ -4,6 +4,7 @@
 
 use crate::api::{self, ApiRequest, Config};
 use crate::engine::{local, Body, FileInfo, HttpRequest, HttpResponse, Io, Settings};
+use crate::error::Refusal;
 use crate::protocol::{Credentials, Endpoint, Signer, DEFAULT_ENDPOINT};
 use crate::sign::Algorithm;
 use crate::source::SourcePolicy;
@@ -289,8 +290,7 @@ async fn handle(req: IncomingRequest) -> Response {
     let store = match Store::open_default() {
         Ok(s) => s,
         Err(e) => {
-            let body = serde_json::json!({"error": {"code": crate::error::codes::STORAGE, "message": format!("cannot open the default key-value store: {e}")}});
-            return respond(500, vec![("content-type".into(), "application/json".into())], body.to_string().into_bytes());
+            return json_response(api::ApiResponse::refused(Refusal::Storage, format!("cannot open the default key-value store: {e}")));
         }
     };
     let body = SpinBody { _response: None, stream: Box::pin(req.into_body_stream()) };

@@ -92,29 +92,38 @@ impl Error {
         }
     }
 
-    /// The stable code.
-    pub fn code(&self) -> &'static str {
+    /// The HTTP status of an answer about this error and its stable code, side by side:
+    /// one row per kind of error, not per code (`OutOfTime` shares `Source(Stalled)`'s
+    /// code, with 504 where a stalled source is 502).
+    pub fn answer(&self) -> (u16, &'static str) {
         match self {
-            Error::Source(SourceError::Invalid(_)) => codes::INVALID_SOURCE,
-            Error::Source(SourceError::NotAllowed(_)) => codes::SOURCE_NOT_ALLOWED,
-            Error::Source(SourceError::Unreachable(_)) => codes::SOURCE_UNREACHABLE,
-            Error::Source(SourceError::Stalled(_)) => codes::SOURCE_STALLED,
-            Error::Source(SourceError::Changed(_)) => codes::SOURCE_CHANGED,
-            Error::Source(SourceError::Denied(_)) => codes::SOURCE_DENIED,
-            Error::Source(SourceError::NotFound(_)) => codes::SOURCE_NOT_FOUND,
-            Error::Source(SourceError::Refused(_)) => codes::SOURCE_REFUSED,
-            Error::Source(SourceError::NoRange(_)) => codes::SOURCE_NO_RANGE,
-            Error::Source(SourceError::BadRange(_)) => codes::SOURCE_BAD_RANGE,
-            Error::Source(SourceError::Encoded(_)) => codes::SOURCE_ENCODED,
-            Error::Vod(e) if e.retryable => codes::VOD_UNAVAILABLE,
-            Error::Vod(_) => codes::VOD_REJECTED,
-            Error::VodTransport(_) => codes::VOD_UNAVAILABLE,
-            Error::Storage(_) => codes::STORAGE,
-            Error::Checkpoint(_) => codes::CHECKPOINT,
-            Error::OutOfTime => codes::SOURCE_STALLED,
-            Error::Ended(Outcome::Cancelled { .. }) => codes::CANCELLED,
-            Error::Ended(Outcome::Done { .. }) => codes::CONFLICT,
+            // What the user asked for cannot be read, or may not be.
+            Error::Source(SourceError::Invalid(_)) => (400, codes::INVALID_SOURCE),
+            Error::Source(SourceError::NotAllowed(_)) => (403, codes::SOURCE_NOT_ALLOWED),
+            Error::Source(SourceError::Changed(_)) => (409, codes::SOURCE_CHANGED),
+            // The source or the service answered, and not usefully.
+            Error::Source(SourceError::Unreachable(_)) => (502, codes::SOURCE_UNREACHABLE),
+            Error::Source(SourceError::Stalled(_)) => (502, codes::SOURCE_STALLED),
+            Error::Source(SourceError::Denied(_)) => (502, codes::SOURCE_DENIED),
+            Error::Source(SourceError::NotFound(_)) => (502, codes::SOURCE_NOT_FOUND),
+            Error::Source(SourceError::Refused(_)) => (502, codes::SOURCE_REFUSED),
+            Error::Source(SourceError::NoRange(_)) => (502, codes::SOURCE_NO_RANGE),
+            Error::Source(SourceError::BadRange(_)) => (502, codes::SOURCE_BAD_RANGE),
+            Error::Source(SourceError::Encoded(_)) => (502, codes::SOURCE_ENCODED),
+            Error::Vod(e) if e.retryable => (502, codes::VOD_UNAVAILABLE),
+            Error::Vod(_) => (502, codes::VOD_REJECTED),
+            Error::VodTransport(_) => (502, codes::VOD_UNAVAILABLE),
+            Error::OutOfTime => (504, codes::SOURCE_STALLED),
+            Error::Ended(Outcome::Cancelled { .. }) => (409, codes::CANCELLED),
+            Error::Ended(Outcome::Done { .. }) => (409, codes::CONFLICT),
+            Error::Storage(_) => (500, codes::STORAGE),
+            Error::Checkpoint(_) => (500, codes::CHECKPOINT),
         }
+    }
+
+    /// The stable code (of [`Error::answer`]).
+    pub fn code(&self) -> &'static str {
+        self.answer().1
     }
 
     /// Whether the upload's own stored data is the problem: a retry then starts it over.
@@ -132,6 +141,41 @@ impl Error {
                 Error::Vod(e) => Some(e.code),
                 _ => None,
             },
+        }
+    }
+}
+
+/// A request refused by the API (or the Spin adapter) before any work on an upload, or
+/// instead of it. Each has its HTTP status and stable code side by side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The request is malformed (JSON, fields, types, an unreadable body).
+    BadRequest,
+    /// Missing or wrong bearer token.
+    Unauthorized,
+    /// No such upload or route.
+    NotFound,
+    /// The route exists, the method does not.
+    MethodNotAllowed,
+    /// The request body is over the API's limit.
+    PayloadTooLarge,
+    /// The deployment's configuration is incomplete or wrong.
+    Config,
+    /// The key-value store cannot be opened.
+    Storage,
+}
+
+impl Refusal {
+    /// The HTTP status and the stable code.
+    pub fn answer(self) -> (u16, &'static str) {
+        match self {
+            Refusal::BadRequest => (400, codes::BAD_REQUEST),
+            Refusal::Unauthorized => (401, codes::UNAUTHORIZED),
+            Refusal::NotFound => (404, codes::NOT_FOUND),
+            Refusal::MethodNotAllowed => (405, codes::METHOD_NOT_ALLOWED),
+            Refusal::PayloadTooLarge => (413, codes::PAYLOAD_TOO_LARGE),
+            Refusal::Config => (503, codes::CONFIG),
+            Refusal::Storage => (500, codes::STORAGE),
         }
     }
 }
@@ -177,5 +221,55 @@ impl From<BadRecord> for Error {
 impl From<BadHasherState> for Error {
     fn from(e: BadHasherState) -> Self {
         Error::Checkpoint(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every error and refusal with its status and code as users have seen them: a
+    /// change here changes the API.
+    #[test]
+    fn statuses_and_codes_are_pinned() {
+        let m = || "m".to_owned();
+        let api = |retryable| ApiError { code: -10003, message: m(), retryable };
+        let errors = [
+            (Error::Source(SourceError::Invalid(m())), 400, "invalid_source"),
+            (Error::Source(SourceError::NotAllowed(m())), 403, "source_not_allowed"),
+            (Error::Source(SourceError::Unreachable(m())), 502, "source_unreachable"),
+            (Error::Source(SourceError::Stalled(m())), 502, "source_stalled"),
+            (Error::Source(SourceError::Changed(m())), 409, "source_changed"),
+            (Error::Source(SourceError::Denied(m())), 502, "source_denied"),
+            (Error::Source(SourceError::NotFound(m())), 502, "source_not_found"),
+            (Error::Source(SourceError::Refused(m())), 502, "source_refused"),
+            (Error::Source(SourceError::NoRange(m())), 502, "source_no_range"),
+            (Error::Source(SourceError::BadRange(m())), 502, "source_bad_range"),
+            (Error::Source(SourceError::Encoded(m())), 502, "source_encoded"),
+            (Error::Vod(api(true)), 502, "vod_unavailable"),
+            (Error::Vod(api(false)), 502, "vod_rejected"),
+            (Error::VodTransport(m()), 502, "vod_unavailable"),
+            (Error::Storage(m()), 500, "storage_error"),
+            (Error::Checkpoint(m()), 500, "checkpoint_unusable"),
+            (Error::OutOfTime, 504, "source_stalled"),
+            (Error::Ended(Outcome::Cancelled { at: 1 }), 409, "cancelled"),
+            (Error::Ended(Outcome::Done { file_id: "1".into(), url: String::new(), at: 1 }), 409, "conflict"),
+        ];
+        for (error, status, code) in errors {
+            assert_eq!(error.answer(), (status, code), "{error:?}");
+            assert_eq!(error.code(), code, "{error:?}");
+        }
+        let refusals = [
+            (Refusal::BadRequest, 400, "bad_request"),
+            (Refusal::Unauthorized, 401, "unauthorized"),
+            (Refusal::NotFound, 404, "not_found"),
+            (Refusal::MethodNotAllowed, 405, "method_not_allowed"),
+            (Refusal::PayloadTooLarge, 413, "payload_too_large"),
+            (Refusal::Config, 503, "config_error"),
+            (Refusal::Storage, 500, "storage_error"),
+        ];
+        for (refusal, status, code) in refusals {
+            assert_eq!(refusal.answer(), (status, code), "{refusal:?}");
+        }
     }
 }

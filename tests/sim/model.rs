@@ -10,6 +10,7 @@ use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 use vod_uploader::engine::{FileInfo, HttpRequest};
+use vod_uploader::protocol::codes;
 use vod_uploader::source::header;
 
 /// Host name of the modelled VOD service.
@@ -246,7 +247,7 @@ impl Service {
         let mut dropped_after = false;
         if rng.chance(self.faults) {
             match rng.range(0, 4) {
-                0 => return Delivery::Answer(Answer::json(code(-10004, "failed to write cache", true), BodyKind::Other)),
+                0 => return Delivery::Answer(Answer::json(code(codes::WRITE_CACHE, "failed to write cache", true), BodyKind::Other)),
                 1 => {
                     return Delivery::Answer(Answer {
                         status: 503,
@@ -287,7 +288,7 @@ impl Service {
             "InitUpload" => self.init(&params),
             "UploadPart" => self.part(&params, &request.body),
             "FinishUpload" => self.finish(&params),
-            _ => code(-10001, "unknown Action", false),
+            _ => code(codes::COMMON, "unknown Action", false),
         };
         if dropped_after {
             // The service acted; its answer is lost on the way back.
@@ -305,13 +306,13 @@ impl Service {
             return json!({ "code": 2, "fileId": file.file_id, "url": file.url });
         }
         if self.refuse {
-            return code(-10002, "signature verification failed", false);
+            return code(codes::SIGNATURE, "signature verification failed", false);
         }
         if sha.len() != 40 || size == 0 || data_size == 0 {
-            return code(-10003, "bad parameters", false);
+            return code(codes::PARAMS, "bad parameters", false);
         }
         match self.sessions.get(&sha) {
-            Some(s) if s.file_size != size => code(-10003, "fileSize differs from the open session", false),
+            Some(s) if s.file_size != size => code(codes::PARAMS, "fileSize differs from the open session", false),
             Some(s) => {
                 let parts: Vec<_> = s.parts.iter().map(|(o, b)| json!({"offset": o, "dataSize": b.len(), "dataMd5": md5_hex(b)})).collect();
                 json!({ "code": 1, "dataSize": s.data_size, "listParts": parts })
@@ -330,22 +331,22 @@ impl Service {
         let data_size: u64 = p.get("dataSize").and_then(|v| v.parse().ok()).unwrap_or(0);
         let Some(session) = self.sessions.get_mut(&sha) else {
             return match self.files.get(&sha) {
-                Some(f) => code(-10003, &format!("fileSha {sha} is already finished as fileId {}", f.file_id), false),
-                None => code(-10003, &format!("fileSha {sha} has no upload session"), false),
+                Some(f) => code(codes::PARAMS, &format!("fileSha {sha} is already finished as fileId {}", f.file_id), false),
+                None => code(codes::PARAMS, &format!("fileSha {sha} has no upload session"), false),
             };
         };
         if offset >= session.file_size || offset % session.data_size != 0 {
-            return code(-10003, "offset is not a part's", false);
+            return code(codes::PARAMS, "offset is not a part's", false);
         }
         let expected = session.data_size.min(session.file_size - offset);
         if data_size != expected {
-            return code(-10003, "dataSize is wrong for this part", false);
+            return code(codes::PARAMS, "dataSize is wrong for this part", false);
         }
         if body.len() as u64 != data_size {
-            return code(-10006, "body length differs from dataSize", false);
+            return code(codes::INVALID_BODY, "body length differs from dataSize", false);
         }
         if p.get("dataMd5").map(String::as_str) != Some(md5_hex(body).as_str()) {
-            return code(-10006, "body MD5 does not match dataMd5", false);
+            return code(codes::INVALID_BODY, "body MD5 does not match dataMd5", false);
         }
         if session.parts.get(&offset).is_some_and(|held| held == body) {
             self.duplicate_parts += 1;
@@ -360,7 +361,7 @@ impl Service {
             return json!({ "code": 0, "fileId": f.file_id, "url": f.url, "sessionInfo": {} });
         }
         let Some(session) = self.sessions.get(&sha) else {
-            return code(-10003, &format!("fileSha {sha} has no upload session"), false);
+            return code(codes::PARAMS, &format!("fileSha {sha} has no upload session"), false);
         };
         let count = session.file_size.div_ceil(session.data_size);
         let missing = (0..count).filter(|i| {
@@ -368,11 +369,11 @@ impl Service {
             session.parts.get(&offset).map(|b| b.len() as u64) != Some(session.data_size.min(session.file_size - offset))
         });
         if missing.count() > 0 {
-            return code(-10003, "parts are missing", false);
+            return code(codes::PARAMS, "parts are missing", false);
         }
         let bytes: Vec<u8> = session.parts.values().flatten().copied().collect();
         if sha1_hex(&bytes) != sha {
-            return code(-10003, "fileSha does not match the parts; the session stays open", false);
+            return code(codes::PARAMS, "fileSha does not match the parts; the session stays open", false);
         }
         self.sessions.remove(&sha);
         let file = self.hold(&bytes);

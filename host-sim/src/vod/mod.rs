@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use store::{Session, Store};
-use vod_uploader::protocol::{Credentials, PART_SIZES};
+use vod_uploader::protocol::{codes, Credentials, PART_SIZES};
 
 /// Built-in development key pair, used when none is configured: the simulator is a
 /// local test double, and the demo must run with no set-up. Never a real credential.
@@ -190,7 +190,10 @@ async fn route(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bod
 async fn api(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, Dropped> {
     let method = req.method().clone();
     if method != Method::GET && method != Method::POST {
-        return Ok(http::json(StatusCode::METHOD_NOT_ALLOWED, &json!({"code": -10001, "message": "use GET or POST", "canRetry": 0})));
+        return Ok(http::json(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &json!({"code": codes::COMMON, "message": "use GET or POST", "canRetry": 0}),
+        ));
     }
     let q = Query::parse(req.uri().query());
     state.counters.requests.fetch_add(1, Ordering::Relaxed);
@@ -224,7 +227,7 @@ async fn api(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>
             return Ok(http::text(StatusCode::SERVICE_UNAVAILABLE, "<html><body>503 Service Unavailable</body></html>"));
         }
         Some(FaultKind::Error) => {
-            let code = if q.get("Action") == Some("FinishUpload") { reply::READ_CACHE } else { reply::WRITE_CACHE };
+            let code = if q.get("Action") == Some("FinishUpload") { codes::READ_CACHE } else { codes::WRITE_CACHE };
             refused_before(&format!("code {code}, canRetry 1"));
             return Ok(http::json(StatusCode::OK, &Reject::cache(code, "injected fault: cache temporarily unavailable").to_json()));
         }
@@ -289,7 +292,7 @@ impl Served {
 /// of the signature and a repeat may carry the right one. Either way the refused
 /// request changed nothing, so running the repeat cannot do anything twice.
 fn repeats_get(reject: &Reject) -> bool {
-    !reject.can_retry && reject.code != reply::BODY
+    !reject.can_retry && reject.code != codes::INVALID_BODY
 }
 
 async fn handle(state: &Arc<State>, method: &Method, host: &str, path: &str, q: &Query, body: Incoming) -> Served {
@@ -441,8 +444,8 @@ async fn upload_part(state: &Arc<State>, q: &Query, body: Incoming) -> Result<Va
     let sha = p.file_sha.clone();
     let resent = tokio::task::spawn_blocking(move || store.put_part(&sha, p.offset, &bytes, &md5))
         .await
-        .map_err(|e| Reject::cache(reply::WRITE_CACHE, format!("part write failed: {e}")))?
-        .map_err(|e| Reject::cache(reply::WRITE_CACHE, format!("part write failed: {e}")))?;
+        .map_err(|e| Reject::cache(codes::WRITE_CACHE, format!("part write failed: {e}")))?
+        .map_err(|e| Reject::cache(codes::WRITE_CACHE, format!("part write failed: {e}")))?;
     state.counters.parts_stored.fetch_add(1, Ordering::Relaxed);
     if resent {
         state.counters.parts_resent.fetch_add(1, Ordering::Relaxed);
@@ -482,7 +485,7 @@ async fn finish(state: &Arc<State>, q: &Query) -> Result<Value, Reject> {
     let (hash_sha, size) = (sha.clone(), session.file_size);
     let actual = tokio::task::spawn_blocking(move || store.hash_data(&hash_sha, size))
         .await
-        .map_err(|e| Reject::cache(reply::READ_CACHE, format!("reading the parts failed: {e}")))??;
+        .map_err(|e| Reject::cache(codes::READ_CACHE, format!("reading the parts failed: {e}")))??;
     if actual != sha {
         return Err(Reject::param(format!(
             "fileSha {sha} does not match the SHA-1 of the uploaded parts ({actual}); the session stays open"

@@ -7,8 +7,7 @@
 //! accept whatever a client following the document may send.
 
 use super::reply::Reject;
-use vod_uploader::hex;
-use vod_uploader::protocol::{InitUpload, UploadPart, FORBIDDEN_NAME_CHARS, MAX_FILE_NAME_BYTES, PART_SIZES};
+use vod_uploader::protocol::params::{self as rules, InitUpload, UintProblem, UploadPart};
 
 /// The decoded query string, in order, names as sent.
 #[derive(Debug, Clone, Default)]
@@ -91,10 +90,10 @@ fn parse_uint(q: &Query, name: &str, code: fn(String) -> Reject) -> Result<u64, 
     let v = q.required(name, code)?;
     // Digits only: no sign, no spaces, no hex; u64 range (the document gives none, and
     // no client sends more than 64 bits).
-    if !v.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(code(format!("{name} must be a non-negative integer, got {v:?}")));
-    }
-    v.parse().map_err(|_| code(format!("{name} is out of range: {v:?}")))
+    rules::uint(v).map_err(|problem| match problem {
+        UintProblem::NotDigits => code(format!("{name} {problem}, got {v:?}")),
+        UintProblem::TooLarge => code(format!("{name} {problem}: {v:?}")),
+    })
 }
 
 /// Reads the common parameters, or says which one is wrong (-10001; a missing
@@ -142,7 +141,7 @@ pub fn common(q: &Query) -> Result<Common, Reject> {
 /// SDK sent it, "What the vendor's SDKs did").
 pub fn file_sha(q: &Query) -> Result<String, Reject> {
     let v = q.required("fileSha", Reject::param)?;
-    if !hex::is_hex(v, 40) {
+    if !rules::is_file_sha(v) {
         return Err(Reject::param(format!("fileSha must be 40 hex digits (the file's SHA-1), got {v:?}")));
     }
     Ok(v.to_ascii_lowercase())
@@ -158,20 +157,13 @@ pub fn init(q: &Query) -> Result<InitUpload, Reject> {
     // fileName: "at most 40 bytes, without the extension; must not contain
     // \ / : * ? " < > |".
     let file_name = q.required("fileName", Reject::param)?;
-    if file_name.len() > MAX_FILE_NAME_BYTES {
-        return Err(Reject::param(format!("fileName is {} bytes; at most {MAX_FILE_NAME_BYTES} bytes are allowed", file_name.len())));
-    }
-    if let Some(c) = file_name.chars().find(|c| FORBIDDEN_NAME_CHARS.contains(c)) {
-        return Err(Reject::param(format!("fileName must not contain {c:?} (forbidden: \\ / : * ? \" < > |)")));
-    }
+    rules::file_name(file_name).map_err(|problem| Reject::param(problem.to_string()))?;
     let file_sha = file_sha(q)?;
     // fileSize: bytes (the seed page: Integer). An empty file is not excluded.
     let file_size = parse_uint(q, "fileSize", Reject::param)?;
     // dataSize: "524288 or 1048576 only".
     let data_size = parse_uint(q, "dataSize", Reject::param)?;
-    if !PART_SIZES.contains(&data_size) {
-        return Err(Reject::param(format!("dataSize must be 524288 or 1048576, got {data_size}")));
-    }
+    rules::data_size(data_size).map_err(|problem| Reject::param(problem.to_string()))?;
     // fileType: "usually the extension: mp4, flv, ...", and nothing more.
     let file_type = q.required("fileType", Reject::param)?;
     let tags = tags(q);
@@ -185,9 +177,8 @@ pub fn init(q: &Query) -> Result<InitUpload, Reject> {
     let mut flags = [false; 3];
     for (flag, name) in flags.iter_mut().zip(["isTranscode", "isScreenshot", "isWatermark"]) {
         *flag = match q.get(name) {
-            None | Some("0") => false,
-            Some("1") => true,
-            Some(other) => return Err(Reject::param(format!("{name} must be 0 or 1, got {other:?}"))),
+            None => false,
+            Some(value) => rules::flag(value).map_err(|problem| Reject::param(format!("{name} {problem}, got {value:?}")))?,
         };
     }
     let [is_transcode, is_screenshot, is_watermark] = flags;
@@ -239,7 +230,7 @@ pub fn part(q: &Query) -> Result<UploadPart, Reject> {
     // dataMd5: "MD5 of this part's bytes, 32 lower-case hex digits" (upper case is
     // accepted, as for fileSha).
     let md5 = q.required("dataMd5", Reject::param)?;
-    if !hex::is_hex(md5, 32) {
+    if !rules::is_md5(md5) {
         return Err(Reject::param(format!("dataMd5 must be 32 hex digits (the part's MD5), got {md5:?}")));
     }
     Ok(UploadPart { file_sha, offset, data_size, data_md5: md5.to_ascii_lowercase() })
@@ -385,6 +376,123 @@ mod tests {
         for (from, to) in [("offset=1048576", "offset=x"), ("dataSize=10", "dataSize=0"), ("dataMd5=0B", "dataMd5=zz")] {
             let err = part(&q(&ok.replace(from, to))).unwrap_err();
             assert!(err.message.contains(to.split('=').next().unwrap()), "{}", err.message);
+        }
+    }
+}
+
+/// The API's rules are a subset of the document's: whatever `POST /uploads` accepts, the
+/// simulator (which enforces only the document's rules) accepts when signed as
+/// InitUpload, and reads back as sent.
+#[cfg(test)]
+mod api_agrees {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::{json, Map, Value};
+    use vod_uploader::protocol::{params as rules, Call, Credentials, Endpoint, Method, Signer};
+    use vod_uploader::sign::Algorithm;
+    use vod_uploader::source::{is_plain_file_type, sanitize_file_name, Source, SourcePolicy};
+
+    /// Text that is mostly plain, with the document's forbidden characters, control
+    /// characters, spaces and any other character mixed in.
+    fn text(max: usize) -> impl Strategy<Value = String> {
+        let c = prop_oneof![
+            40 => prop::char::range('a', 'z'),
+            1 => prop::sample::select(rules::FORBIDDEN_NAME_CHARS.to_vec()),
+            1 => prop::sample::select(vec!['\t', '\n', '\u{7f}', ' ', '%', '.', 'é', '中', '_', '+', '&', '=']),
+            1 => any::<char>(),
+        ];
+        prop::collection::vec(c, 0..=max).prop_map(|cs| cs.into_iter().collect())
+    }
+
+    fn flag() -> impl Strategy<Value = Option<Value>> {
+        prop::option::of(prop_oneof![any::<bool>().prop_map(Value::from), (0u8..3).prop_map(Value::from)])
+    }
+
+    /// A create body: each field absent, valid or not, so that many are accepted.
+    fn create_body() -> impl Strategy<Value = Value> {
+        let source = prop_oneof![
+            text(30).prop_map(|t| format!("https://bucket.example/in/{}", t.replace(['?', '#', ' '], "%20"))),
+            text(30).prop_map(|t| format!("/data/{}", t.replace(['/', ' '], "_"))),
+        ];
+        let file_type = prop_oneof![3 => "[a-zA-Z0-9]{1,16}", 1 => text(18)];
+        let tags = prop_oneof![4 => prop::collection::vec(text(33), 0..6), 1 => prop::collection::vec(text(34), 0..18)];
+        let data_size = prop::sample::select(vec![524_288u64, 1_048_576, 1000]);
+        (
+            source,
+            prop::option::of(text(44)),
+            prop::option::of(file_type),
+            prop::option::of(tags),
+            prop::option::of(any::<u64>()),
+            (flag(), flag(), flag()),
+            prop::option::of(data_size),
+        )
+            .prop_map(|(source, file_name, file_type, tags, class_id, (t, s, w), data_size)| {
+                let mut body = Map::new();
+                body.insert("source".into(), source.into());
+                let fields = [
+                    ("fileName", file_name.map(Value::from)),
+                    ("fileType", file_type.map(Value::from)),
+                    ("tags", tags.map(Value::from)),
+                    ("classId", class_id.map(Value::from)),
+                    ("isTranscode", t),
+                    ("isScreenshot", s),
+                    ("isWatermark", w),
+                    ("dataSize", data_size.map(Value::from)),
+                ];
+                for (name, value) in fields {
+                    if let Some(value) = value {
+                        body.insert(name.into(), value);
+                    }
+                }
+                Value::Object(body)
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn what_the_api_accepts_the_simulator_accepts(body in create_body(), size in 1u64..=u64::MAX, sha in "[0-9a-f]{40}") {
+            let policy = SourcePolicy { allowed_origins: vec!["https://bucket.example".into()], local_root: Some("/data".into()) };
+            let Ok(spec) = vod_uploader::api::parse_create(body.to_string().as_bytes(), &policy) else {
+                return Ok(());
+            };
+            // As the engine sends it.
+            let sent = InitUpload {
+                file_name: spec.file_name,
+                file_sha: sha,
+                file_size: size,
+                data_size: spec.data_size,
+                file_type: spec.file_type,
+                tags: spec.tags,
+                class_id: spec.class_id,
+                is_transcode: spec.is_transcode,
+                is_screenshot: spec.is_screenshot,
+                is_watermark: spec.is_watermark,
+            };
+            let signer = Signer {
+                endpoint: Endpoint::parse("http://127.0.0.1:9000/v2/index.php").unwrap(),
+                credentials: Credentials::new("AKIDtest", "secret"),
+                region: "gz".into(),
+                algorithm: Algorithm::HmacSha1,
+            };
+            let request = signer.sign(&Call::InitUpload(sent.clone()), Method::Get, 1_700_000_000, 7);
+            let q = Query::parse(request.url.split_once('?').map(|(_, q)| q));
+            prop_assert!(common(&q).is_ok());
+            match init(&q) {
+                Ok(read) => prop_assert_eq!(read, sent),
+                Err(e) => prop_assert!(false, "{} refused by the simulator: {}", json!(body), e),
+            }
+        }
+
+        #[test]
+        fn suggested_names_follow_the_document(text in text(60)) {
+            let name = sanitize_file_name(&text);
+            prop_assert_eq!(rules::file_name(&name), Ok(()));
+            prop_assert!(!name.is_empty());
+            let (name, file_type) = Source::Path(format!("/data/{text}")).default_names();
+            prop_assert_eq!(rules::file_name(&name), Ok(()));
+            prop_assert!(is_plain_file_type(&file_type));
         }
     }
 }

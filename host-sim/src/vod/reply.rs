@@ -2,6 +2,7 @@
 //! protocol layer, each error carrying the stable code a client sees.
 
 use serde_json::{json, Value};
+use vod_uploader::protocol::codes::{COMMON, INVALID_BODY, PARAMS, READ_CACHE, SIGNATURE, WRITE_CACHE};
 
 /// A refused call: the negative `code`, a `message` naming the problem, `canRetry`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,20 +15,8 @@ pub struct Reject {
     pub can_retry: bool,
 }
 
-/// -10001: common parameters.
-pub const COMMON: i64 = -10001;
-/// -10002: signature and authentication.
-pub const SIGNATURE: i64 = -10002;
-/// -10003: protocol parameters.
-pub const PARAM: i64 = -10003;
-/// -10004: failed to write cache (retryable).
-pub const WRITE_CACHE: i64 = -10004;
-/// -10005: failed to read cache (retryable).
-pub const READ_CACHE: i64 = -10005;
-/// -10006: invalid body.
-pub const BODY: i64 = -10006;
 /// Rate limit exceeded (retryable). Not in the documents, which allow "other negative
-/// codes" for transient faults.
+/// codes" for transient faults; the six documented ones are `protocol::codes`.
 pub const RATE_LIMIT: i64 = -10010;
 
 impl Reject {
@@ -44,11 +33,11 @@ impl Reject {
     }
     /// -10003.
     pub fn param(message: impl Into<String>) -> Self {
-        Self::new(PARAM, message, false)
+        Self::new(PARAMS, message, false)
     }
     /// -10006.
     pub fn body(message: impl Into<String>) -> Self {
-        Self::new(BODY, message, false)
+        Self::new(INVALID_BODY, message, false)
     }
     /// Rate limit, retryable.
     pub fn rate_limited(message: impl Into<String>) -> Self {
@@ -64,10 +53,10 @@ impl Reject {
         match self.code {
             COMMON => "InvalidCommonParameter",
             SIGNATURE => "AuthFailure",
-            PARAM => "InvalidParameter",
+            PARAMS => "InvalidParameter",
             WRITE_CACHE => "WriteCacheFailed",
             READ_CACHE => "ReadCacheFailed",
-            BODY => "InvalidBody",
+            INVALID_BODY => "InvalidBody",
             RATE_LIMIT => "RequestLimitExceeded",
             _ => "InternalError",
         }
