@@ -3,7 +3,7 @@
 //! platform-independent [`api`](crate::api) and [`engine`](crate::engine).
 
 use crate::api::{self, ApiRequest, Config};
-use crate::engine::{local, Body, FileInfo, HttpRequest, HttpResponse, Io, Settings};
+use crate::engine::{local, Body, FileInfo, HttpRequest, HttpResponse, Io, IoError, Settings};
 use crate::error::Refusal;
 use crate::protocol::{Credentials, Endpoint, Signer, DEFAULT_ENDPOINT};
 use crate::sign::Algorithm;
@@ -32,9 +32,9 @@ struct SpinBody {
 }
 
 impl Body for SpinBody {
-    async fn chunk(&mut self) -> Option<Result<Vec<u8>, String>> {
+    async fn chunk(&mut self) -> Option<Result<Vec<u8>, IoError>> {
         // The host's own words, not the resource handle's Debug.
-        self.stream.next().await.map(|r| r.map_err(|e| e.to_debug_string()))
+        self.stream.next().await.map(|r| r.map_err(|e| IoError::msg(e.to_debug_string())))
     }
 }
 
@@ -78,7 +78,7 @@ fn error_words(e: &ErrorCode) -> String {
 impl Io for SpinIo {
     type Body = SpinBody;
 
-    async fn send(&self, request: HttpRequest) -> Result<HttpResponse<SpinBody>, String> {
+    async fn send(&self, request: HttpRequest) -> Result<HttpResponse<SpinBody>, IoError> {
         let method = match request.method {
             "POST" => spin_sdk::http::Method::Post,
             _ => spin_sdk::http::Method::Get,
@@ -90,17 +90,17 @@ impl Io for SpinIo {
         }
         // The request without its body, which is written below straight from the shared
         // buffer: spin-sdk's own body path would want an owned copy of it per attempt.
-        let (outgoing, _) = builder.build().try_into_outgoing_request().map_err(|e| e.to_string())?;
+        let (outgoing, _) = builder.build().try_into_outgoing_request().map_err(|e| IoError::msg(e.to_string()))?;
         let response = if request.body.is_empty() {
             send_with_timeout(outgoing, request.timeout).await
         } else {
-            let body = outgoing.body().map_err(|()| "the request body was already taken".to_owned())?;
+            let body = outgoing.body().map_err(|()| IoError::msg("the request body was already taken"))?;
             let written = write_body(body, &request.body);
             let (response, written) = futures_util::future::join(send_with_timeout(outgoing, request.timeout), written).await;
             written?;
             response
         };
-        let response = response?;
+        let response = response.map_err(IoError::msg)?;
         let status = response.status();
         let headers = response.headers().entries().into_iter().map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned())).collect();
         let stream = Box::pin(response.take_body_stream());
@@ -108,20 +108,20 @@ impl Io for SpinIo {
     }
 
     // Spin's key-value store is synchronous in spin-sdk 5.2.
-    async fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
-        self.store.get(key).map_err(|e| e.to_string())
+    async fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, IoError> {
+        self.store.get(key).map_err(IoError::new)
     }
 
-    async fn kv_set(&self, key: &str, value: &[u8]) -> Result<(), String> {
-        self.store.set(key, value).map_err(|e| e.to_string())
+    async fn kv_set(&self, key: &str, value: &[u8]) -> Result<(), IoError> {
+        self.store.set(key, value).map_err(IoError::new)
     }
 
-    async fn kv_delete(&self, key: &str) -> Result<(), String> {
-        self.store.delete(key).map_err(|e| e.to_string())
+    async fn kv_delete(&self, key: &str) -> Result<(), IoError> {
+        self.store.delete(key).map_err(IoError::new)
     }
 
-    async fn kv_keys(&self) -> Result<Vec<String>, String> {
-        self.store.get_keys().map_err(|e| e.to_string())
+    async fn kv_keys(&self) -> Result<Vec<String>, IoError> {
+        self.store.get_keys().map_err(IoError::new)
     }
 
     async fn sleep(&self, duration: Duration) {

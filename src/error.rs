@@ -4,6 +4,7 @@
 
 use crate::checkpoint::BadRecord;
 use crate::hasher::BadHasherState;
+use crate::io_error::IoError;
 use crate::protocol::{AnswerError, ApiError};
 use crate::source::SourceError;
 use crate::upload::{Outcome, UploadError};
@@ -69,7 +70,7 @@ pub enum Error {
     /// The VOD service did not answer usefully (transport, HTTP status, bad JSON).
     VodTransport(String),
     /// The key-value store.
-    Storage(String),
+    Storage(IoError),
     /// A stored checkpoint.
     Checkpoint(String),
     /// The invocation's time ran out in a wait. Not recorded as an error when the
@@ -249,7 +250,7 @@ mod tests {
             (Error::Vod(api(true)), 502, "vod_unavailable"),
             (Error::Vod(api(false)), 502, "vod_rejected"),
             (Error::VodTransport(m()), 502, "vod_unavailable"),
-            (Error::Storage(m()), 500, "storage_error"),
+            (Error::Storage(m().into()), 500, "storage_error"),
             (Error::Checkpoint(m()), 500, "checkpoint_unusable"),
             (Error::OutOfTime, 504, "source_stalled"),
             (Error::Ended(Outcome::Cancelled { at: 1 }), 409, "cancelled"),

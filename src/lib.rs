@@ -14,6 +14,7 @@ pub mod engine;
 pub mod error;
 pub mod hasher;
 pub mod hex;
+pub mod io_error;
 pub mod md5x4;
 pub mod parts;
 pub mod protocol;

@@ -179,7 +179,7 @@ struct Endless {
 }
 
 impl vod_uploader::engine::Body for Endless {
-    async fn chunk(&mut self) -> Option<Result<Vec<u8>, String>> {
+    async fn chunk(&mut self) -> Option<Result<Vec<u8>, vod_uploader::engine::IoError>> {
         if self.left == 0 {
             return None;
         }

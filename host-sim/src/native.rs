@@ -10,7 +10,7 @@ use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use vod_uploader::engine::{local, Body, FileInfo, HttpRequest, HttpResponse, Io};
+use vod_uploader::engine::{local, Body, FileInfo, HttpRequest, HttpResponse, Io, IoError};
 
 /// Counts what the engine did, for tests and benchmarks.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +54,7 @@ pub fn monotonic_now() -> Duration {
 pub struct NativeBody(hyper::body::Incoming);
 
 impl Body for NativeBody {
-    async fn chunk(&mut self) -> Option<Result<Vec<u8>, String>> {
+    async fn chunk(&mut self) -> Option<Result<Vec<u8>, IoError>> {
         loop {
             match self.0.frame().await? {
                 Ok(frame) => {
@@ -62,7 +62,7 @@ impl Body for NativeBody {
                         return Some(Ok(data.to_vec()));
                     }
                 }
-                Err(e) => return Some(Err(e.to_string())),
+                Err(e) => return Some(Err(IoError::new(e))),
             }
         }
     }
@@ -71,7 +71,7 @@ impl Body for NativeBody {
 impl Io for NativeIo {
     type Body = NativeBody;
 
-    async fn send(&self, request: HttpRequest) -> Result<HttpResponse<NativeBody>, String> {
+    async fn send(&self, request: HttpRequest) -> Result<HttpResponse<NativeBody>, IoError> {
         let mut c = self.counters.get();
         c.requests += 1;
         self.counters.set(c);
@@ -79,19 +79,19 @@ impl Io for NativeIo {
         for (k, v) in &request.headers {
             builder = builder.header(k, v);
         }
-        let req = builder.body(http::full(Bytes::copy_from_slice(&request.body))).map_err(|e| e.to_string())?;
-        let response = self.client.request(req).await.map_err(|e| format!("{e:?}"))?;
+        let req = builder.body(http::full(Bytes::copy_from_slice(&request.body))).map_err(IoError::new)?;
+        let response = self.client.request(req).await.map_err(IoError::new)?;
         let status = response.status().as_u16();
         let headers =
             response.headers().iter().map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect();
         Ok(HttpResponse { status, headers, body: NativeBody(response.into_body()) })
     }
 
-    async fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
-        self.kv.get(key).map_err(|e| e.to_string())
+    async fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, IoError> {
+        self.kv.get(key).map_err(IoError::new)
     }
 
-    async fn kv_set(&self, key: &str, value: &[u8]) -> Result<(), String> {
+    async fn kv_set(&self, key: &str, value: &[u8]) -> Result<(), IoError> {
         if let Some(left) = self.fail_writes_after.get() {
             if left == 0 {
                 return Err("injected crash: key-value write refused".into());
@@ -101,15 +101,15 @@ impl Io for NativeIo {
         let mut c = self.counters.get();
         c.kv_writes += 1;
         self.counters.set(c);
-        self.kv.set(key, value).map_err(|e| e.to_string())
+        self.kv.set(key, value).map_err(IoError::new)
     }
 
-    async fn kv_delete(&self, key: &str) -> Result<(), String> {
-        self.kv.delete(key).map_err(|e| e.to_string())
+    async fn kv_delete(&self, key: &str) -> Result<(), IoError> {
+        self.kv.delete(key).map_err(IoError::new)
     }
 
-    async fn kv_keys(&self) -> Result<Vec<String>, String> {
-        self.kv.keys().map_err(|e| e.to_string())
+    async fn kv_keys(&self) -> Result<Vec<String>, IoError> {
+        self.kv.keys().map_err(IoError::new)
     }
 
     async fn sleep(&self, duration: Duration) {

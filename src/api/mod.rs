@@ -11,7 +11,7 @@ pub mod create;
 pub use answer::{error_body, ApiResponse};
 pub use create::{parse_create, MAX_TAGS, MAX_TAG_CHARS};
 
-use crate::engine::{self, Body, Io, Settings};
+use crate::engine::{self, Body, Io, IoError, Settings};
 use crate::error::{Error, Refusal};
 use crate::source::SourcePolicy;
 use crate::upload::{self, Upload};
@@ -37,7 +37,7 @@ pub struct ApiRequest<B = Vec<u8>> {
 
 /// A body already in memory (tests, and hosts that read it whole).
 impl Body for Vec<u8> {
-    async fn chunk(&mut self) -> Option<Result<Vec<u8>, String>> {
+    async fn chunk(&mut self) -> Option<Result<Vec<u8>, IoError>> {
         (!self.is_empty()).then(|| Ok(std::mem::take(self)))
     }
 }

@@ -1,6 +1,7 @@
 //! What the engine needs from its platform: HTTP, the key-value store, clocks,
 //! randomness and local files, behind one trait ([`Io`]).
 
+pub use crate::io_error::IoError;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -37,7 +38,7 @@ pub struct HttpResponse<B> {
 #[allow(async_fn_in_trait)]
 pub trait Body {
     /// The next chunk; `None` at the end.
-    async fn chunk(&mut self) -> Option<Result<Vec<u8>, String>>;
+    async fn chunk(&mut self) -> Option<Result<Vec<u8>, IoError>>;
 }
 
 /// A local file's metadata.
@@ -59,15 +60,15 @@ pub trait Io {
     /// Response body type.
     type Body: Body;
     /// Sends a request; `Err` for transport failures (and refused destinations).
-    async fn send(&self, request: HttpRequest) -> Result<HttpResponse<Self::Body>, String>;
+    async fn send(&self, request: HttpRequest) -> Result<HttpResponse<Self::Body>, IoError>;
     /// Reads a key.
-    async fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, String>;
+    async fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, IoError>;
     /// Writes a key.
-    async fn kv_set(&self, key: &str, value: &[u8]) -> Result<(), String>;
+    async fn kv_set(&self, key: &str, value: &[u8]) -> Result<(), IoError>;
     /// Removes a key.
-    async fn kv_delete(&self, key: &str) -> Result<(), String>;
+    async fn kv_delete(&self, key: &str) -> Result<(), IoError>;
     /// Every key of the store.
-    async fn kv_keys(&self) -> Result<Vec<String>, String>;
+    async fn kv_keys(&self) -> Result<Vec<String>, IoError>;
     /// Waits (a retry's backoff, a time limit).
     async fn sleep(&self, duration: Duration);
     /// Monotonic time since an origin of the platform's choosing.

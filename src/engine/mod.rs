@@ -30,7 +30,7 @@ mod vod;
 mod wait;
 
 pub use advance::advance;
-pub use io::{local, Body, FileInfo, HttpRequest, HttpResponse, Io};
+pub use io::{local, Body, FileInfo, HttpRequest, HttpResponse, Io, IoError};
 pub use read::probe;
 pub use records::{list, load, Listing};
 pub use tick::{tick, TickReport};
@@ -109,7 +109,7 @@ impl Settings {
 /// removal cut short) is kept this long, beyond any invocation still at work.
 const TOMBSTONE_SECS: u64 = 3600;
 
-fn storage(e: String) -> Error {
+fn storage(e: IoError) -> Error {
     Error::Storage(e)
 }
 

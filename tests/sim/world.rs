@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 use vod_uploader::checkpoint;
-use vod_uploader::engine::{Body, FileInfo, HttpRequest, HttpResponse, Io};
+use vod_uploader::engine::{Body, FileInfo, HttpRequest, HttpResponse, Io, IoError};
 use vod_uploader::upload::{Outcome, State, Upload, MD5S_PER_CHUNK};
 
 /// SplitMix64: small, fast, and the same sequence on every machine.
@@ -603,7 +603,7 @@ pub enum Delivery {
 }
 
 impl Body for SimBody {
-    async fn chunk(&mut self) -> Option<Result<Vec<u8>, String>> {
+    async fn chunk(&mut self) -> Option<Result<Vec<u8>, IoError>> {
         if self.world.dead(self.inv) {
             return std::future::pending().await;
         }
@@ -670,7 +670,7 @@ impl SimIo {
 impl Io for SimIo {
     type Body = SimBody;
 
-    async fn send(&self, request: HttpRequest) -> Result<HttpResponse<SimBody>, String> {
+    async fn send(&self, request: HttpRequest) -> Result<HttpResponse<SimBody>, IoError> {
         self.world.io(self.inv, || request_summary(&request));
         if self.world.dead(self.inv) {
             return std::future::pending().await;
@@ -744,7 +744,7 @@ impl Io for SimIo {
         })
     }
 
-    async fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+    async fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, IoError> {
         self.world.io(self.inv, || format!("kv get {key}"));
         let value = self.kv_call(false, |w| w.kv.borrow().get(key).cloned()).await;
         self.world.trace(self.inv, || {
@@ -761,7 +761,7 @@ impl Io for SimIo {
         Ok(value)
     }
 
-    async fn kv_set(&self, key: &str, value: &[u8]) -> Result<(), String> {
+    async fn kv_set(&self, key: &str, value: &[u8]) -> Result<(), IoError> {
         let inv = self.inv;
         self.world.io(inv, || format!("kv set {key}"));
         self.world.trace(inv, || match Upload::decode(value) {
@@ -794,12 +794,12 @@ impl Io for SimIo {
             })
             .await;
         if refused {
-            return Err(format!("the store refused to write {key}"));
+            return Err(format!("the store refused to write {key}").into());
         }
         Ok(())
     }
 
-    async fn kv_delete(&self, key: &str) -> Result<(), String> {
+    async fn kv_delete(&self, key: &str) -> Result<(), IoError> {
         self.world.io(self.inv, || format!("kv delete {key}"));
         self.kv_call(true, |w| {
             w.kv.borrow_mut().remove(key);
@@ -808,7 +808,7 @@ impl Io for SimIo {
         Ok(())
     }
 
-    async fn kv_keys(&self) -> Result<Vec<String>, String> {
+    async fn kv_keys(&self) -> Result<Vec<String>, IoError> {
         self.world.io(self.inv, || "kv keys".into());
         Ok(self.kv_call(false, |w| w.kv.borrow().keys().cloned().collect()).await)
     }
