@@ -72,7 +72,7 @@ fn code(r: &ApiResponse) -> &str {
 #[tokio::test]
 async fn create_status_list_tick_and_cancel() {
     let env = env().await;
-    host_sim::client::write_sample(&env.root.join("movie.mp4"), 3_000_000, 1).unwrap();
+    host_sim::sample::write_sample(&env.root.join("movie.mp4"), 3_000_000, 1).unwrap();
     let body = format!(r#"{{"source":"http://{}/movie.mp4?X-Amz-Signature=topsecret","tags":["a","b"],"isTranscode":1}}"#, env.files.addr);
     let created = env.call("POST", "/uploads", &body).await;
     assert_eq!(created.status, 201, "{:?}", created.body);
@@ -240,7 +240,7 @@ async fn bearer_in_any_case_and_configuration_problems_named_only_to_the_token_h
 #[tokio::test]
 async fn retry_and_tick_answers() {
     let env = env().await;
-    host_sim::client::write_sample(&env.root.join("r.mp4"), 100_000, 3).unwrap();
+    host_sim::sample::write_sample(&env.root.join("r.mp4"), 100_000, 3).unwrap();
     let body = format!(r#"{{"source":"http://{}/r.mp4"}}"#, env.files.addr);
     let id = env.call("POST", "/uploads", &body).await.body["id"].as_str().unwrap().to_owned();
     let retried = env.call("POST", &format!("/uploads/{id}/retry"), "").await;

@@ -5,6 +5,7 @@
 //! must behave as on the real Spin, are in `host-sim/tests/conformance.rs`.)
 
 use bytes::Bytes;
+use host_sim::sample::generated_sha1;
 use host_sim::vod::{self, faults::Faults, DEV_SECRET_ID, DEV_SECRET_KEY};
 use host_sim::{files, http, up};
 use http_body_util::BodyExt;
@@ -127,26 +128,13 @@ impl Env {
     }
 
     fn file(&self, name: &str, size: u64, seed: u64) -> String {
-        host_sim::client::write_sample(&self.root.join(name), size, seed).unwrap();
-        host_sim::client::sha1_of_file(&self.root.join(name)).unwrap().0
+        host_sim::sample::write_sample(&self.root.join(name), size, seed).unwrap();
+        host_sim::sample::sha1_of_file(&self.root.join(name)).unwrap().0
     }
 
     fn url(&self, name: &str) -> String {
         format!("http://{}/{name}", self.files.addr)
     }
-}
-
-fn generated_sha1(size: u64, seed: u64) -> String {
-    let mut h = sha1::Sha1::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut at = 0;
-    while at < size {
-        let n = (size - at).min(buf.len() as u64) as usize;
-        files::fill_generated(seed, at, &mut buf[..n]);
-        h.update(&buf[..n]);
-        at += n as u64;
-    }
-    vod_uploader::hex::encode(&h.finalize())
 }
 
 #[tokio::test]

@@ -5,8 +5,8 @@ use host_sim::client::VodClient;
 use host_sim::kv::SqliteKv;
 use host_sim::native::monotonic_now as now;
 use host_sim::native::NativeIo;
+use host_sim::sample::sha1_hex;
 use host_sim::vod::{self, faults::Faults, DEV_SECRET_ID, DEV_SECRET_KEY};
-use sha1::Digest as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -76,7 +76,7 @@ impl Env {
     /// Writes a sample file under the file server's root.
     fn file(&self, name: &str, size: u64, seed: u64) -> (PathBuf, Vec<u8>) {
         let path = self.root.join(name);
-        host_sim::client::write_sample(&path, size, seed).unwrap();
+        host_sim::sample::write_sample(&path, size, seed).unwrap();
         let bytes = std::fs::read(&path).unwrap();
         (path, bytes)
     }
@@ -108,10 +108,6 @@ async fn drive(io: &NativeIo, s: &Settings, id: &str, limit: u64) -> Record {
         }
     }
     panic!("upload {id} not final after {limit} invocations");
-}
-
-fn sha1_hex(bytes: &[u8]) -> String {
-    vod_uploader::hex::encode(&sha1::Sha1::digest(bytes))
 }
 
 #[tokio::test]

@@ -65,7 +65,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let path = work.path().join("sample-video.mp4");
     println!("generating a {} MiB sample file ...", args.size_mib);
     let (p, size, seed) = (path.clone(), args.size_mib << 20, args.seed);
-    tokio::task::spawn_blocking(move || crate::client::write_sample(&p, size, seed)).await??;
+    tokio::task::spawn_blocking(move || crate::sample::write_sample(&p, size, seed)).await??;
     upload_with_component(&path, &args.run, args.seed, work.path()).await.map(|_| ())
 }
 
@@ -84,7 +84,7 @@ pub const DEMO_TOKEN: &str = "demo-token";
 
 /// The SHA-1 of a file.
 fn sha1_file(path: &Path) -> anyhow::Result<String> {
-    Ok(crate::client::sha1_of_file(path)?.0)
+    Ok(crate::sample::sha1_of_file(path)?.0)
 }
 
 /// Starts the simulator, a file server for `file`'s directory and the component,

@@ -12,6 +12,7 @@ pub mod files;
 pub mod http;
 pub mod kv;
 pub mod native;
+pub mod sample;
 pub mod up;
 pub mod vod;
 

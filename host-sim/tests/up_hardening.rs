@@ -214,7 +214,7 @@ async fn three_hosts_on_one_store_with_faults_and_kills() {
         ("double-b.mp4", 12 * MIB + 123, 10),
     ];
     for (name, size, seed) in sources {
-        host_sim::client::write_sample(&root.join(name), size, seed).unwrap();
+        host_sim::sample::write_sample(&root.join(name), size, seed).unwrap();
     }
     let vod = spawn_vod(dir.path(), &["--fault-rate", "0.1", "--seed", "9", "--slow-ms", "300"]);
     let files = spawn_files(dir.path(), &root);
@@ -338,7 +338,7 @@ async fn three_hosts_on_one_store_with_faults_and_kills() {
     for (id, (name, size, _)) in ids.iter().zip(sources) {
         let u = &finals[id];
         assert_eq!(u["state"], "done", "{name}: {u}");
-        let (sha, _) = host_sim::client::sha1_of_file(&root.join(name)).unwrap();
+        let (sha, _) = host_sim::sample::sha1_of_file(&root.join(name)).unwrap();
         assert_eq!((u["fileSha"].as_str(), u["size"].as_u64()), (Some(sha.as_str()), Some(size)), "{name}: {u}");
         assert_stored(&client, vod.addr, u["fileId"].as_str().unwrap(), &root.join(name)).await;
         invocations.push(u["invocations"].as_u64().unwrap());
@@ -430,8 +430,8 @@ async fn a_stalled_source_does_not_starve_a_healthy_one() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("media");
     std::fs::create_dir(&root).unwrap();
-    host_sim::client::write_sample(&root.join("stalls.mp4"), 3 * MIB, 21).unwrap();
-    host_sim::client::write_sample(&root.join("healthy.mp4"), 5 * MIB, 22).unwrap();
+    host_sim::sample::write_sample(&root.join("stalls.mp4"), 3 * MIB, 21).unwrap();
+    host_sim::sample::write_sample(&root.join("healthy.mp4"), 5 * MIB, 22).unwrap();
     let vod = spawn_vod(dir.path(), &[]);
     let files = spawn_files(dir.path(), &root);
     let host = spawn(
@@ -518,7 +518,7 @@ async fn an_encoded_source_is_refused_and_an_identity_one_is_not() {
     std::fs::create_dir(&root).unwrap();
     // Over read_once_mib (8): hashed in one pass, then read again in ranges to upload.
     let size = 10 * MIB + 777;
-    host_sim::client::write_sample(&root.join("enc.mp4"), size, 31).unwrap();
+    host_sim::sample::write_sample(&root.join("enc.mp4"), size, 31).unwrap();
     let vod = spawn_vod(dir.path(), &[]);
     let files = spawn_files(dir.path(), &root);
     let host = spawn("up", dir.path(), &up_args(&dir.path().join("kv.sqlite"), vod.addr, files.addr, &[("budget_ms", "2000")], &[]));
@@ -567,7 +567,7 @@ async fn permanent_source_errors_fail_at_once() {
     let root = dir.path().join("media");
     std::fs::create_dir(&root).unwrap();
     // Over read_once_mib (8): read again after hashing, so a third request comes.
-    host_sim::client::write_sample(&root.join("expires.mp4"), 12 * MIB, 41).unwrap();
+    host_sim::sample::write_sample(&root.join("expires.mp4"), 12 * MIB, 41).unwrap();
     let vod = spawn_vod(dir.path(), &[]);
     let files = spawn_files(dir.path(), &root);
     // A 100 ms budget: the 256 MiB source without ranges is not hashed in one invocation,

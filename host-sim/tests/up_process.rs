@@ -61,8 +61,8 @@ async fn killed_and_restarted_host_resumes_from_checkpoints() {
     let sim = vod::start(vod::Config::new(sim_dir.path().to_owned())).await.unwrap();
     let files = files::start(root.path().to_owned(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
     let path = root.path().join("restart.mp4");
-    host_sim::client::write_sample(&path, 24 << 20, 5).unwrap();
-    let (sha, size) = host_sim::client::sha1_of_file(&path).unwrap();
+    host_sim::sample::write_sample(&path, 24 << 20, 5).unwrap();
+    let (sha, size) = host_sim::sample::sha1_of_file(&path).unwrap();
     let kv = kv_dir.path().join("kv.sqlite");
 
     let (mut first, addr) = spawn_up(&kv, &sim, &files, &[]);

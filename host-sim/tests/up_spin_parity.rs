@@ -277,7 +277,7 @@ async fn backends() -> Backends {
 impl Backends {
     /// A sample file of `size` bytes at `name`: its URL through `origin`.
     fn file(&self, origin: SocketAddr, name: &str, size: u64) -> String {
-        host_sim::client::write_sample(&self.root.join(name), size, size ^ 17).unwrap();
+        host_sim::sample::write_sample(&self.root.join(name), size, size ^ 17).unwrap();
         format!("http://{origin}/{name}")
     }
 }

@@ -19,7 +19,7 @@ mod outbound;
 
 use crate::http::{self, Body, Dropped};
 use crate::kv::SqliteKv;
-use crate::vod::faults::splitmix64;
+use crate::sample::splitmix64;
 use allowed_hosts::Policy;
 use anyhow::{anyhow, Context as _, Result};
 use bytes::Bytes;
