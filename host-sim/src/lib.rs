@@ -2,10 +2,9 @@
 //!
 //! - [`vod`]: a faithful simulator of the VOD server-upload API (`host-sim vod`).
 //! - [`client`]: a minimal native protocol client, for tests, the demo and benchmarks.
-//! - [`demo`] and [`bench`]: the README's main job and the ingest benchmark.
+//! - [`demo`], [`uploader_bench`] and [`vod_bench`]: the README's main job, the
+//!   uploader's benchmarks and the simulator's ingest benchmark.
 
-pub mod bench;
-pub mod benchmark;
 pub mod client;
 pub mod demo;
 pub mod files;
@@ -14,7 +13,9 @@ pub mod kv;
 pub mod native;
 pub mod sample;
 pub mod up;
+pub mod uploader_bench;
 pub mod vod;
+pub mod vod_bench;
 
 /// Sets up logging to stderr (`RUST_LOG` overrides `default`).
 pub fn init_logging(default: &str) {
