@@ -53,7 +53,7 @@ async fn env(o: Options) -> Env {
     config.faults = Faults::new(o.faults, &[], 5, Duration::from_millis(10));
     let sim = vod::start(config).await.unwrap();
     let files = files::start(root.path().to_owned(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let host = up::start(up::UpConfig {
+    let host = up::server::start(up::UpConfig {
         manifest: manifest(),
         listen: "127.0.0.1:0".parse().unwrap(),
         variables: vec![
@@ -67,8 +67,7 @@ async fn env(o: Options) -> Env {
             ("local_dir".into(), "/media".into()),
         ],
         dirs: vec![(root.path().to_owned(), "/media".into())],
-        kv_path: Some(kv_dir.path().join("kv.sqlite")),
-        state_dir: up::StateDir::Default,
+        state_dir: up::StateDir::KvFile(kv_dir.path().join("kv.sqlite")),
         connection_pooling: true,
         limits: o.limits,
         chaos_kill_rate: o.chaos,
@@ -334,6 +333,6 @@ async fn platform_limits_are_enforced() {
 async fn hashing_code_matches_the_crates_inside_wasm() {
     let harness = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/wasm32-wasip1/release/hashbench.wasm");
     let wasm = std::fs::read(&harness).unwrap_or_else(|e| panic!("{}: {e}: run `make wasm` (make test does) first", harness.display()));
-    let stdout = up::run_command(&wasm, &["check".into(), "300".into()]).await.expect("the check ran");
+    let stdout = up::wasm::run_command(&wasm, &["check".into(), "300".into()]).await.expect("the check ran");
     assert_eq!(String::from_utf8_lossy(&stdout), "ok\n");
 }

@@ -100,7 +100,7 @@ pub async fn upload_with_component(file: &Path, run: &RunArgs, seed: u64, work: 
     config.faults = vod::faults::Faults::new(run.fault_rate, &[], seed, Duration::from_millis(20));
     let sim = vod::start(config).await?;
     let server = files::start(dir, "127.0.0.1:0".parse()?).await?;
-    let host = up::start(up::UpConfig {
+    let host = up::server::start(up::UpConfig {
         manifest: run.manifest.clone(),
         listen: "127.0.0.1:0".parse()?,
         variables: vec![
@@ -114,8 +114,7 @@ pub async fn upload_with_component(file: &Path, run: &RunArgs, seed: u64, work: 
             ("concurrency".into(), run.concurrency.to_string()),
         ],
         dirs: vec![],
-        kv_path: Some(work.join("kv.sqlite")),
-        state_dir: up::StateDir::Default,
+        state_dir: up::StateDir::KvFile(work.join("kv.sqlite")),
         connection_pooling: true,
         limits: up::Limits::default(),
         chaos_kill_rate: 0.0,

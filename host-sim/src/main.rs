@@ -108,13 +108,12 @@ fn parse_dir(s: &str) -> Result<(PathBuf, String), String> {
 }
 
 async fn run_up(args: UpArgs) -> anyhow::Result<()> {
-    let running = host_sim::up::start(host_sim::up::UpConfig {
+    let running = host_sim::up::server::start(host_sim::up::UpConfig {
         manifest: args.manifest,
         listen: args.listen,
         variables: args.variables,
         dirs: args.dirs,
-        kv_path: args.kv,
-        state_dir: host_sim::up::StateDir::from_flag(args.state_dir.as_deref()),
+        state_dir: host_sim::up::StateDir::from_flags(args.kv, args.state_dir.as_deref()),
         connection_pooling: !args.no_connection_pooling,
         limits: host_sim::up::Limits {
             time: Duration::from_millis(args.time_limit_ms),

@@ -153,7 +153,7 @@ struct Host {
 
 async fn host(args: &BenchArgs, s: &Servers, budget_ms: u64) -> anyhow::Result<Host> {
     let kv = tempfile::tempdir()?;
-    let up = up::start(up::UpConfig {
+    let up = up::server::start(up::UpConfig {
         manifest: args.manifest.clone(),
         listen: "127.0.0.1:0".parse()?,
         variables: vec![
@@ -167,8 +167,7 @@ async fn host(args: &BenchArgs, s: &Servers, budget_ms: u64) -> anyhow::Result<H
             ("concurrency".into(), args.concurrency.to_string()),
         ],
         dirs: vec![],
-        kv_path: Some(kv.path().join("kv.sqlite")),
-        state_dir: up::StateDir::Default,
+        state_dir: up::StateDir::KvFile(kv.path().join("kv.sqlite")),
         connection_pooling: !args.no_connection_pooling,
         limits: up::Limits { time: Duration::from_millis(budget_ms + 20_000), ..up::Limits::default() },
         chaos_kill_rate: 0.0,
@@ -391,11 +390,11 @@ fn parse_hash_output(what: &str, stdout: &[u8]) -> anyhow::Result<HashFigures> {
     hashbench::from_json(&text).ok_or_else(|| anyhow!("{what} printed {text:?}, not its figures"))
 }
 
-/// Runs the wasm hashing harness the way the component runs (see [`up::run_command`]).
+/// Runs the wasm hashing harness the way the component runs (see [`up::wasm::run_command`]).
 async fn hash_in_wasm(args: &BenchArgs) -> anyhow::Result<HashFigures> {
     let bytes =
         std::fs::read(&args.hash_wasm).with_context(|| format!("cannot read {} (build it with `make bench`)", args.hash_wasm.display()))?;
-    let stdout = up::run_command(&bytes, &[args.hash_mib.to_string(), args.hash_rounds.to_string()]).await?;
+    let stdout = up::wasm::run_command(&bytes, &[args.hash_mib.to_string(), args.hash_rounds.to_string()]).await?;
     parse_hash_output("the wasm hashing harness", &stdout)
 }
 
