@@ -12,6 +12,7 @@ pub mod http;
 pub mod kv;
 pub mod native;
 pub mod sample;
+pub mod stack;
 pub mod up;
 pub mod uploader_bench;
 pub mod vod;
