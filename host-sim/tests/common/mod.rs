@@ -1,5 +1,8 @@
-//! Helpers for driving the simulator over real HTTP on loopback.
+//! Helpers for driving the simulator over real HTTP on loopback, and (in [`process`])
+//! servers run as child processes.
 #![allow(dead_code)]
+
+pub mod process;
 
 use bytes::Bytes;
 use host_sim::vod::{self, Config, Running, DEV_SECRET_ID, DEV_SECRET_KEY};
@@ -8,6 +11,9 @@ use serde_json::Value;
 use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+// Re-exported for the tests' `use common::*`; a test crate that uses none of them
+// (one that came for `process`) would otherwise warn.
+#[allow(unused_imports)]
 pub use host_sim::sample::{data, md5_hex, sha1_hex};
 
 /// A simulator with its own data directory.
