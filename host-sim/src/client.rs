@@ -48,7 +48,8 @@ impl From<AnswerError> for CallError {
     }
 }
 
-/// A signed-call client.
+/// A client that signs every call with its credentials and retries what may succeed
+/// when sent again.
 #[derive(Clone)]
 pub struct VodClient {
     http: HttpClient,
@@ -110,7 +111,8 @@ impl VodClient {
         }
     }
 
-    /// InitUpload.
+    /// InitUpload: whether the service starts a new session, resumes one (with the
+    /// parts it holds) or already has the file.
     pub async fn init(&self, params: InitUpload) -> Result<InitAnswer, CallError> {
         self.call(&Call::InitUpload(params), None, protocol::parse_init).await
     }
@@ -127,7 +129,7 @@ impl VodClient {
         self.call(&call, Some(bytes), protocol::parse_part).await
     }
 
-    /// FinishUpload.
+    /// FinishUpload: the file's id and play URL once every part is in.
     pub async fn finish(&self, file_sha: &str) -> Result<Finished, CallError> {
         self.call(&Call::FinishUpload(FinishUpload { file_sha: file_sha.to_owned() }), None, protocol::parse_finish).await
     }

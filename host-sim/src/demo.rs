@@ -19,6 +19,7 @@ pub struct DemoArgs {
     /// Seed of the sample data and of the simulator's faults.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// How the component runs.
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -28,6 +29,7 @@ pub struct DemoArgs {
 pub struct UploadArgs {
     /// The file to upload.
     pub file: PathBuf,
+    /// How the component runs.
     #[command(flatten)]
     pub run: RunArgs,
 }

@@ -44,9 +44,9 @@ impl Default for StackOptions {
 /// The VOD simulator and a file server, with the temporary directories they use
 /// (removed when the stack is dropped).
 pub struct Stack {
-    /// The VOD simulator.
+    /// The VOD simulator (its `/sim/...` endpoints inspect what it holds).
     pub sim: vod::Running,
-    /// The file server.
+    /// The file server: the files under [`root`](Stack::root) and generated ones.
     pub files: files::Running,
     /// The directory the file server serves.
     pub root: PathBuf,

@@ -4,7 +4,7 @@
 //! reactor adapter, compiled once and instantiated afresh for every request. The host
 //! provides `wasi:http@0.2.0` (outgoing requests only to `allowed_outbound_hosts`,
 //! refused otherwise with `HttpRequestDenied` as Spin does, over connections pooled for
-//! the app as Spin pools them: see [`outbound`](self::outbound)),
+//! the app as Spin pools them: see `outbound`),
 //! `fermyon:spin/key-value@2.0.0` on SQLite in Spin's own file and table (see
 //! [`StateDir`]) and `fermyon:spin/variables@2.0.0`, and enforces the platform's
 //! limits: wall-clock time per invocation (epoch interruption for guest code, a
@@ -127,13 +127,16 @@ impl Default for Limits {
 /// How `host-sim up` runs.
 #[derive(Debug, Clone)]
 pub struct UpConfig {
-    /// The manifest.
+    /// The app's `spin.toml`; its component's `source` and `files` are taken from
+    /// the manifest's directory, as Spin takes them.
     pub manifest: PathBuf,
-    /// Where to listen.
+    /// Where to listen; port 0 picks a free one (see [`Running::addr`]).
     pub listen: SocketAddr,
-    /// `--variable NAME=VALUE`.
+    /// Values for the manifest's variables (`--variable NAME=VALUE`); those the
+    /// manifest does not declare are ignored, as Spin ignores them.
     pub variables: Vec<(String, String)>,
-    /// `--dir HOST::GUEST`.
+    /// Host directories mounted read-only for the guest (`--dir HOST::GUEST`), besides
+    /// the manifest's `files`.
     pub dirs: Vec<(PathBuf, String)>,
     /// Where the `default` key-value store lives (`--state-dir`, or `--kv`).
     pub state_dir: StateDir,
@@ -141,7 +144,7 @@ pub struct UpConfig {
     /// requests, as Spin does by default; `false` opens one per request
     /// (`--no-connection-pooling`).
     pub connection_pooling: bool,
-    /// Limits.
+    /// The platform's limits on each invocation and on the store.
     pub limits: Limits,
     /// Share of invocations killed at a random instant.
     pub chaos_kill_rate: f64,
@@ -149,7 +152,7 @@ pub struct UpConfig {
     pub chaos_window: Duration,
     /// Seed of the kills.
     pub seed: u64,
-    /// Call `POST /tick` this often.
+    /// Call `POST /tick` with the app's `api_token` this often, as a cron trigger would.
     pub tick: Option<Duration>,
 }
 
@@ -174,9 +177,9 @@ pub struct HostStats {
 
 /// A running host; dropping it stops it.
 pub struct Running {
-    /// Its address.
+    /// The address it listens on.
     pub addr: SocketAddr,
-    /// Its counters.
+    /// Its counters, also served at `/.well-known/host-sim/stats`.
     pub stats: Arc<HostStats>,
     /// The server, the epoch ticker and the `/tick` caller, aborted on drop.
     tasks: Vec<tokio::task::JoinHandle<()>>,
