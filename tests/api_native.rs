@@ -4,48 +4,36 @@
 use host_sim::kv::SqliteKv;
 use host_sim::native::monotonic_now as now;
 use host_sim::native::NativeIo;
-use host_sim::vod::{self, DEV_SECRET_ID, DEV_SECRET_KEY};
+use host_sim::stack::{Stack, StackOptions};
+use host_sim::vod::DEV_SECRET_KEY;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 use vod_uploader::api::{self, ApiRequest, ApiResponse, Config};
-use vod_uploader::engine::Settings;
-use vod_uploader::protocol::{Credentials, Endpoint, Signer};
-use vod_uploader::sign::Algorithm;
 use vod_uploader::source::SourcePolicy;
 
 const TOKEN: &str = "test-api-token-0123456789";
 
 struct Env {
-    _sim: vod::Running,
-    files: host_sim::files::Running,
-    root: std::path::PathBuf,
+    stack: Stack,
     io: NativeIo,
     config: Config,
-    _dirs: Vec<tempfile::TempDir>,
 }
 
 async fn env() -> Env {
-    let (sim_dir, root, kv_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let sim = vod::start(vod::Config::new(sim_dir.path().to_owned())).await.unwrap();
-    let files = host_sim::files::start(root.path().to_owned(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let io = NativeIo::new(Arc::new(SqliteKv::open(&kv_dir.path().join("kv.sqlite")).unwrap()));
-    let mut settings = Settings::new(Signer {
-        endpoint: Endpoint::parse(&sim.endpoint()).unwrap(),
-        credentials: Credentials::new(DEV_SECRET_ID, DEV_SECRET_KEY),
-        region: "gz".into(),
-        algorithm: Algorithm::HmacSha1,
-    });
+    let stack = Stack::start(StackOptions::default()).await.unwrap();
+    let io = NativeIo::new(Arc::new(SqliteKv::open(&stack.kv_file()).unwrap()));
+    let mut settings = stack.settings();
     settings.budget = Duration::from_secs(30);
     let config = Config {
         api_token: TOKEN.into(),
         settings,
         policy: SourcePolicy {
-            allowed_origins: vec![format!("http://{}", files.addr)],
-            local_root: Some(root.path().to_str().unwrap().into()),
+            allowed_origins: vec![format!("http://{}", stack.files.addr)],
+            local_root: Some(stack.root.to_str().unwrap().into()),
         },
     };
-    Env { _sim: sim, files, root: root.path().to_owned(), io, config, _dirs: vec![sim_dir, root, kv_dir] }
+    Env { stack, io, config }
 }
 
 impl Env {
@@ -72,8 +60,9 @@ fn code(r: &ApiResponse) -> &str {
 #[tokio::test]
 async fn create_status_list_tick_and_cancel() {
     let env = env().await;
-    host_sim::client::write_sample(&env.root.join("movie.mp4"), 3_000_000, 1).unwrap();
-    let body = format!(r#"{{"source":"http://{}/movie.mp4?X-Amz-Signature=topsecret","tags":["a","b"],"isTranscode":1}}"#, env.files.addr);
+    env.stack.write_sample("movie.mp4", 3_000_000, 1).unwrap();
+    let body =
+        format!(r#"{{"source":"http://{}/movie.mp4?X-Amz-Signature=topsecret","tags":["a","b"],"isTranscode":1}}"#, env.stack.files.addr);
     let created = env.call("POST", "/uploads", &body).await;
     assert_eq!(created.status, 201, "{:?}", created.body);
     let id = created.body["id"].as_str().unwrap().to_owned();
@@ -98,7 +87,7 @@ async fn create_status_list_tick_and_cancel() {
     ] {
         assert!(created.body.get(key).is_some(), "{key} missing in {}", created.body);
     }
-    assert_eq!(created.body["source"].as_str().unwrap(), format!("http://{}/movie.mp4?<redacted>", env.files.addr));
+    assert_eq!(created.body["source"].as_str().unwrap(), format!("http://{}/movie.mp4?<redacted>", env.stack.files.addr));
     assert_eq!((created.body["size"].as_u64(), created.body["uploadedBytes"].as_u64()), (Some(3_000_000), Some(3_000_000)));
 
     let again = env.call("POST", "/uploads", &body).await;
@@ -122,7 +111,7 @@ async fn create_status_list_tick_and_cancel() {
 #[tokio::test]
 async fn bad_input_gets_a_named_4xx() {
     let env = env().await;
-    let origin = format!("http://{}", env.files.addr);
+    let origin = format!("http://{}", env.stack.files.addr);
     let cases: Vec<(&str, &str, String, u16, &str, &str)> = vec![
         ("POST", "/uploads", "{not json".into(), 400, "bad_request", "invalid JSON"),
         ("POST", "/uploads", format!(r#"{{"source":"{origin}/a.mp4","priority":9}}"#), 400, "bad_request", "priority"),
@@ -148,7 +137,7 @@ async fn bad_input_gets_a_named_4xx() {
         assert!(message.contains(needle), "{method} {path}: {message}");
     }
     // An empty source file is refused by name.
-    std::fs::write(env.root.join("empty.mp4"), b"").unwrap();
+    std::fs::write(env.stack.root.join("empty.mp4"), b"").unwrap();
     let r = env.call("POST", "/uploads", &format!(r#"{{"source":"{origin}/empty.mp4"}}"#)).await;
     assert_eq!((r.status, code(&r)), (400, "invalid_source"));
     // Nothing was created by any of them.
@@ -240,8 +229,8 @@ async fn bearer_in_any_case_and_configuration_problems_named_only_to_the_token_h
 #[tokio::test]
 async fn retry_and_tick_answers() {
     let env = env().await;
-    host_sim::client::write_sample(&env.root.join("r.mp4"), 100_000, 3).unwrap();
-    let body = format!(r#"{{"source":"http://{}/r.mp4"}}"#, env.files.addr);
+    env.stack.write_sample("r.mp4", 100_000, 3).unwrap();
+    let body = format!(r#"{{"source":"http://{}/r.mp4"}}"#, env.stack.files.addr);
     let id = env.call("POST", "/uploads", &body).await.body["id"].as_str().unwrap().to_owned();
     let retried = env.call("POST", &format!("/uploads/{id}/retry"), "").await;
     assert_eq!((retried.status, retried.body["state"].as_str()), (200, Some("done")), "nothing to retry on a done upload");

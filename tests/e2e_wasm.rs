@@ -5,11 +5,12 @@
 //! must behave as on the real Spin, are in `host-sim/tests/conformance.rs`.)
 
 use bytes::Bytes;
-use host_sim::vod::{self, faults::Faults, DEV_SECRET_ID, DEV_SECRET_KEY};
-use host_sim::{files, http, up};
+use host_sim::sample::{generated_sha1, sha1_of_file};
+use host_sim::stack::{Stack, StackOptions};
+use host_sim::vod::{faults::Faults, DEV_SECRET_KEY};
+use host_sim::{http, up};
 use http_body_util::BodyExt;
 use serde_json::Value;
-use sha1::Digest as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -24,12 +25,9 @@ fn manifest() -> PathBuf {
 }
 
 struct Env {
-    sim: vod::Running,
-    files: files::Running,
+    stack: Stack,
     host: up::Running,
-    root: PathBuf,
     client: http::HttpClient,
-    _dirs: Vec<tempfile::TempDir>,
 }
 
 struct Options {
@@ -47,37 +45,17 @@ impl Default for Options {
 }
 
 async fn env(o: Options) -> Env {
-    let (sim_dir, root, kv_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let mut config = vod::Config::new(sim_dir.path().to_owned());
-    config.faults = Faults::new(o.faults, &[], 5, Duration::from_millis(10));
-    let sim = vod::start(config).await.unwrap();
-    let files = files::start(root.path().to_owned(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let host = up::start(up::UpConfig {
-        manifest: manifest(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        variables: vec![
-            ("vod_secret_id".into(), DEV_SECRET_ID.into()),
-            ("vod_secret_key".into(), DEV_SECRET_KEY.into()),
-            ("vod_endpoint".into(), sim.endpoint()),
-            ("vod_origin".into(), format!("http://{}", sim.addr)),
-            ("source_origin".into(), format!("http://{}", files.addr)),
-            ("api_token".into(), TOKEN.into()),
-            ("budget_ms".into(), o.budget_ms.to_string()),
-            ("local_dir".into(), "/media".into()),
-        ],
-        dirs: vec![(root.path().to_owned(), "/media".into())],
-        kv_path: Some(kv_dir.path().join("kv.sqlite")),
-        state_dir: up::StateDir::Default,
-        connection_pooling: true,
-        limits: o.limits,
-        chaos_kill_rate: o.chaos,
-        chaos_window: o.chaos_window,
-        seed: 11,
-        tick: None,
-    })
-    .await
-    .unwrap();
-    Env { sim, files, host, root: root.path().to_owned(), client: http::client(), _dirs: vec![sim_dir, root, kv_dir] }
+    let faults = Faults::new(o.faults, &[], 5, Duration::from_millis(10));
+    let stack = Stack::start(StackOptions { faults, ..StackOptions::default() }).await.unwrap();
+    let budget = o.budget_ms.to_string();
+    let mut config = stack.up_config(&manifest(), TOKEN, &[("budget_ms", budget.as_str()), ("local_dir", "/media")]);
+    config.dirs = vec![(stack.root.clone(), "/media".into())];
+    config.limits = o.limits;
+    config.chaos_kill_rate = o.chaos;
+    config.chaos_window = o.chaos_window;
+    config.seed = 11;
+    let host = up::server::start(config).await.unwrap();
+    Env { stack, host, client: http::client() }
 }
 
 impl Env {
@@ -113,40 +91,16 @@ impl Env {
     }
 
     async fn stored_sha1(&self, file_id: &str) -> (u64, String) {
-        let response = self.client.get(format!("http://{}/sim/files/{file_id}", self.sim.addr).parse().unwrap()).await.unwrap();
-        assert_eq!(response.status(), 200);
-        let mut body = response.into_body();
-        let (mut n, mut h) = (0u64, sha1::Sha1::new());
-        while let Some(frame) = body.frame().await {
-            if let Ok(data) = frame.unwrap().into_data() {
-                n += data.len() as u64;
-                h.update(&data);
-            }
-        }
-        (n, vod_uploader::hex::encode(&h.finalize()))
+        self.stack.stored_sha1(file_id).await.unwrap()
     }
 
     fn file(&self, name: &str, size: u64, seed: u64) -> String {
-        host_sim::client::write_sample(&self.root.join(name), size, seed).unwrap();
-        host_sim::client::sha1_of_file(&self.root.join(name)).unwrap().0
+        sha1_of_file(&self.stack.write_sample(name, size, seed).unwrap()).unwrap().0
     }
 
     fn url(&self, name: &str) -> String {
-        format!("http://{}/{name}", self.files.addr)
+        self.stack.url(name)
     }
-}
-
-fn generated_sha1(size: u64, seed: u64) -> String {
-    let mut h = sha1::Sha1::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut at = 0;
-    while at < size {
-        let n = (size - at).min(buf.len() as u64) as usize;
-        files::fill_generated(seed, at, &mut buf[..n]);
-        h.update(&buf[..n]);
-        at += n as u64;
-    }
-    vod_uploader::hex::encode(&h.finalize())
 }
 
 #[tokio::test]
@@ -173,7 +127,7 @@ async fn edge_sizes_through_the_wasm_component() {
 async fn a_few_hundred_megabytes_over_many_invocations() {
     let env = env(Options { budget_ms: 500, ..Options::default() }).await;
     let size = 300 << 20;
-    let created = env.create(&format!("http://{}/gen/{size}/42", env.files.addr)).await;
+    let created = env.create(&env.stack.gen_url(size, 42)).await;
     let done = env.drive(created["id"].as_str().unwrap(), 2000).await;
     assert_eq!(done["state"], "done", "{done}");
     assert!(done["invocations"].as_u64().unwrap() >= 2, "{done}");
@@ -191,7 +145,7 @@ async fn a_few_hundred_megabytes_over_many_invocations() {
 async fn reads_of_4_gib_and_more_move_on() {
     let env = env(Options { faults: 0.0, ..Options::default() }).await;
     let size = (4u64 << 30) + 100;
-    let created = env.create(&format!("http://{}/gen/{size}/7", env.files.addr)).await;
+    let created = env.create(&env.stack.gen_url(size, 7)).await;
     let id = created["id"].as_str().unwrap();
     let (status, v) = env.call("POST", &format!("/uploads/{id}/advance"), "", Some(TOKEN)).await;
     assert_eq!(status, 200, "{v}");
@@ -230,7 +184,7 @@ async fn hundreds_of_random_kills_lose_nothing() {
     }
     let s = &env.host.stats;
     let total: u64 = uploads.iter().map(|u| u.2).sum();
-    let served = env.files.stats.bytes.load(Ordering::Relaxed);
+    let served = env.stack.files.stats.bytes.load(Ordering::Relaxed);
     println!(
         "kills: {}, invocations: {}, uploads: {}, bytes of all files: {total}, bytes served by the source: {served} ({:.2}x)",
         s.chaos_kills.load(Ordering::Relaxed),
@@ -346,6 +300,6 @@ async fn platform_limits_are_enforced() {
 async fn hashing_code_matches_the_crates_inside_wasm() {
     let harness = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/wasm32-wasip1/release/hashbench.wasm");
     let wasm = std::fs::read(&harness).unwrap_or_else(|e| panic!("{}: {e}: run `make wasm` (make test does) first", harness.display()));
-    let stdout = up::run_command(&wasm, &["check".into(), "300".into()]).await.expect("the check ran");
+    let stdout = up::wasm::run_command(&wasm, &["check".into(), "300".into()]).await.expect("the check ran");
     assert_eq!(String::from_utf8_lossy(&stdout), "ok\n");
 }

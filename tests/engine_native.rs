@@ -5,13 +5,14 @@ use host_sim::client::VodClient;
 use host_sim::kv::SqliteKv;
 use host_sim::native::monotonic_now as now;
 use host_sim::native::NativeIo;
-use host_sim::vod::{self, faults::Faults, DEV_SECRET_ID, DEV_SECRET_KEY};
-use sha1::Digest as _;
+use host_sim::sample::sha1_hex;
+use host_sim::stack::{Stack, StackOptions};
+use host_sim::vod::{faults::Faults, DEV_SECRET_ID, DEV_SECRET_KEY};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vod_uploader::engine::{self, Settings};
-use vod_uploader::protocol::{Credentials, Endpoint, Signer};
+use vod_uploader::protocol::Credentials;
 use vod_uploader::sign::Algorithm;
 use vod_uploader::source::Source;
 use vod_uploader::upload::{Spec, State, Upload};
@@ -19,21 +20,14 @@ use vod_uploader::upload::{Spec, State, Upload};
 const HALF: u64 = 524_288;
 
 struct Env {
-    sim: vod::Running,
-    files: host_sim::files::Running,
-    root: PathBuf,
+    stack: Stack,
     kv: Arc<SqliteKv>,
-    _dirs: Vec<tempfile::TempDir>,
 }
 
 async fn env_with(faults: Faults) -> Env {
-    let (sim_dir, root, kv_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let mut config = vod::Config::new(sim_dir.path().to_owned());
-    config.faults = faults;
-    let sim = vod::start(config).await.unwrap();
-    let files = host_sim::files::start(root.path().to_owned(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let kv = Arc::new(SqliteKv::open(&kv_dir.path().join("kv.sqlite")).unwrap());
-    Env { sim, files, root: root.path().to_owned(), kv, _dirs: vec![sim_dir, root, kv_dir] }
+    let stack = Stack::start(StackOptions { faults, ..StackOptions::default() }).await.unwrap();
+    let kv = Arc::new(SqliteKv::open(&stack.kv_file()).unwrap());
+    Env { stack, kv }
 }
 
 /// The simulator with a tenth of its answers faulty (every kind, reproducibly).
@@ -48,12 +42,7 @@ async fn quiet_env() -> Env {
 
 impl Env {
     fn settings(&self, budget: Duration) -> Settings {
-        let mut s = Settings::new(Signer {
-            endpoint: Endpoint::parse(&self.sim.endpoint()).unwrap(),
-            credentials: Credentials::new(DEV_SECRET_ID, DEV_SECRET_KEY),
-            region: "gz".into(),
-            algorithm: Algorithm::HmacSha1,
-        });
+        let mut s = self.stack.settings();
         s.budget = budget;
         s.concurrency = 3;
         s.checkpoint_every = Duration::ZERO;
@@ -75,23 +64,18 @@ impl Env {
 
     /// Writes a sample file under the file server's root.
     fn file(&self, name: &str, size: u64, seed: u64) -> (PathBuf, Vec<u8>) {
-        let path = self.root.join(name);
-        host_sim::client::write_sample(&path, size, seed).unwrap();
+        let path = self.stack.write_sample(name, size, seed).unwrap();
         let bytes = std::fs::read(&path).unwrap();
         (path, bytes)
     }
 
     fn url(&self, name: &str) -> Source {
-        Source::Url(format!("http://{}/{name}", self.files.addr))
+        Source::Url(self.stack.url(name))
     }
 
-    /// The bytes the simulator holds for a fileId.
-    async fn stored(&self, file_id: &str) -> Vec<u8> {
-        use http_body_util::BodyExt;
-        let response =
-            host_sim::http::client().get(format!("http://{}/sim/files/{file_id}", self.sim.addr).parse().unwrap()).await.unwrap();
-        assert_eq!(response.status(), 200);
-        response.into_body().collect().await.unwrap().to_bytes().to_vec()
+    /// Whether the simulator holds exactly `bytes` for a fileId.
+    async fn holds(&self, file_id: &str, bytes: &[u8]) -> bool {
+        self.stack.stored_sha1(file_id).await.unwrap() == (bytes.len() as u64, sha1_hex(bytes))
     }
 }
 
@@ -110,10 +94,6 @@ async fn drive(io: &NativeIo, s: &Settings, id: &str, limit: u64) -> Upload {
     panic!("upload {id} not final after {limit} invocations");
 }
 
-fn sha1_hex(bytes: &[u8]) -> String {
-    vod_uploader::hex::encode(&sha1::Sha1::digest(bytes))
-}
-
 #[tokio::test]
 async fn url_source_over_dozens_of_tiny_invocations() {
     let env = env().await;
@@ -127,7 +107,7 @@ async fn url_source_over_dozens_of_tiny_invocations() {
     assert_eq!(done.state(), State::Done, "{:?}", done.error());
     assert!(done.invocations >= 8, "a zero budget should take many invocations, took {}", done.invocations);
     assert_eq!(done.file_sha(), Some(sha1_hex(&bytes).as_str()));
-    assert!(env.stored(done.file_id().unwrap()).await == bytes);
+    assert!(env.holds(done.file_id().unwrap(), &bytes).await);
     // Only the main record and the outcome are left of the upload.
     assert_eq!(env.kv.keys().unwrap(), vec![vod_uploader::checkpoint::record_key(&rec.id), vod_uploader::checkpoint::end_key(&rec.id)]);
 }
@@ -142,7 +122,7 @@ async fn local_path_source_with_a_generous_budget_in_one_invocation() {
     assert_eq!((rec.spec.file_name.as_str(), rec.spec.file_type.as_str()), ("local", "mov"));
     let done = drive(&io, &s, &rec.id, 1).await;
     assert_eq!((done.state(), done.invocations), (State::Done, 1));
-    assert!(env.stored(done.file_id().unwrap()).await == bytes);
+    assert!(env.holds(done.file_id().unwrap(), &bytes).await);
 }
 
 #[tokio::test]
@@ -158,7 +138,7 @@ async fn small_files_are_read_once() {
     assert_eq!(done.stats.source_bytes, bytes.len() as u64, "read once");
     // The probe and one ranged read of the whole file.
     assert_eq!(done.stats.source_requests, 2);
-    assert!(env.stored(done.file_id().unwrap()).await == bytes);
+    assert!(env.holds(done.file_id().unwrap(), &bytes).await);
 }
 
 #[tokio::test]
@@ -179,7 +159,7 @@ async fn a_crash_before_any_write_loses_nothing_committed() {
         let after = engine::advance(&fresh, &s, &rec.id, now()).await.unwrap().unwrap();
         assert_ne!(after.state(), State::Failed, "{:?}", after.error());
         if after.state() == State::Done {
-            assert!(env.stored(after.file_id().unwrap()).await == bytes);
+            assert!(env.holds(after.file_id().unwrap(), &bytes).await);
             assert!(crash_at > 10, "too few crash points exercised: {crash_at}");
             return;
         }
@@ -191,7 +171,7 @@ async fn a_crash_before_any_write_loses_nothing_committed() {
 #[tokio::test]
 async fn code_1_with_another_part_size_and_a_wrong_listed_part() {
     let env = quiet_env().await;
-    let client = VodClient::new(&env.sim.endpoint(), Credentials::new(DEV_SECRET_ID, DEV_SECRET_KEY), Algorithm::HmacSha1).unwrap();
+    let client = VodClient::new(&env.stack.sim.endpoint(), Credentials::new(DEV_SECRET_ID, DEV_SECRET_KEY), Algorithm::HmacSha1).unwrap();
 
     // A session opened elsewhere with 1 MiB parts, two of them already sent.
     let (_, bytes) = env.file("other-size.mp4", 5 * HALF + 3, 5);
@@ -213,7 +193,7 @@ async fn code_1_with_another_part_size_and_a_wrong_listed_part() {
     let done = drive(&io, &s, &rec.id, 3).await;
     assert_eq!(done.state(), State::Done, "{:?}", done.error());
     assert_eq!(done.part_size(), 2 * HALF, "the service's part size wins");
-    assert!(env.stored(done.file_id().unwrap()).await == bytes);
+    assert!(env.holds(done.file_id().unwrap(), &bytes).await);
 
     // A session whose part 1 holds wrong bytes (a valid MD5 of other bytes).
     let (_, bytes) = env.file("wrong-part.mp4", 4 * HALF, 6);
@@ -224,7 +204,7 @@ async fn code_1_with_another_part_size_and_a_wrong_listed_part() {
     let (rec, _) = env.create(&io, spec(env.url("wrong-part.mp4"), HALF)).await.unwrap();
     let done = drive(&io, &s, &rec.id, 3).await;
     assert_eq!(done.state(), State::Done, "{:?}", done.error());
-    assert!(env.stored(done.file_id().unwrap()).await == bytes);
+    assert!(env.holds(done.file_id().unwrap(), &bytes).await);
     // Part 0 was trusted (same MD5), part 1 was sent again: 3 parts sent, plus the probe,
     // the hashing read, the upload read, InitUpload and FinishUpload.
     assert_eq!(done.stats.vod_requests, 2 + 3);
@@ -234,7 +214,7 @@ async fn code_1_with_another_part_size_and_a_wrong_listed_part() {
 async fn code_2_for_a_file_the_service_already_has() {
     let env = quiet_env().await;
     let (_, bytes) = env.file("first.mp4", HALF + 1, 7);
-    std::fs::write(env.root.join("copy.mp4"), &bytes).unwrap();
+    std::fs::write(env.stack.root.join("copy.mp4"), &bytes).unwrap();
     let io = env.io();
     let s = env.settings(Duration::from_secs(60));
     let (a, _) = env.create(&io, spec(env.url("first.mp4"), HALF)).await.unwrap();
@@ -270,7 +250,7 @@ async fn faults_injected_by_the_simulator_are_survived() {
     let (rec, _) = env.create(&io, spec(env.url("faulty.mp4"), HALF)).await.unwrap();
     let done = drive(&io, &s, &rec.id, 300).await;
     assert_eq!(done.state(), State::Done, "{:?}", done.error());
-    assert!(env.stored(done.file_id().unwrap()).await == bytes);
+    assert!(env.holds(done.file_id().unwrap(), &bytes).await);
 }
 
 #[tokio::test]
@@ -325,7 +305,7 @@ async fn two_invocations_advancing_one_upload_at_once() {
         assert_ne!(rb.state(), State::Failed, "{:?}", rb.error());
         if ra.state() == State::Done || rb.state() == State::Done {
             let done = if ra.state() == State::Done { ra } else { rb };
-            assert!(env.stored(done.file_id().unwrap()).await == bytes);
+            assert!(env.holds(done.file_id().unwrap(), &bytes).await);
             return;
         }
     }
@@ -390,7 +370,7 @@ async fn one_record_write_per_invocation_that_checkpoints_once() {
 async fn the_same_bytes_under_another_name_end_done_not_failed() {
     let env = quiet_env().await;
     let (_, bytes) = env.file("a.mp4", 6 * HALF + 5, 30);
-    std::fs::write(env.root.join("b.mp4"), &bytes).unwrap();
+    std::fs::write(env.stack.root.join("b.mp4"), &bytes).unwrap();
     let io = env.io();
     let s = env.settings(Duration::ZERO);
     let (a, _) = env.create(&io, spec(env.url("a.mp4"), HALF)).await.unwrap();
@@ -406,7 +386,7 @@ async fn the_same_bytes_under_another_name_end_done_not_failed() {
     assert_eq!(done_a.state(), State::Done, "{:?}", done_a.error());
     let done_b = drive(&io, &s, &b.id, 50).await;
     assert_eq!((done_b.state(), &done_b.file_id()), (State::Done, &done_a.file_id()), "{:?}", done_b.error());
-    assert!(env.stored(done_b.file_id().unwrap()).await == bytes);
+    assert!(env.holds(done_b.file_id().unwrap(), &bytes).await);
 }
 
 /// Finding 2: a source that stalls mid-body ends the invocation within its time, with
@@ -449,7 +429,7 @@ async fn an_encoded_source_is_refused_and_identity_is_asked_for() {
     let (rec, _) = env.create(&io, spec(env.url("z.mp4?fault=gzip-negotiated"), HALF)).await.unwrap();
     let done = drive(&io, &s, &rec.id, 2).await;
     assert_eq!(done.state(), State::Done, "{:?}", done.error());
-    assert!(env.stored(done.file_id().unwrap()).await == bytes);
+    assert!(env.holds(done.file_id().unwrap(), &bytes).await);
 }
 
 /// Finding 5: permanent source conditions fail the upload at once with their own codes
@@ -493,7 +473,7 @@ async fn a_failed_upload_resumes_when_asked_for_again() {
     let hashed = engine::load(&io, &rec.id).await.unwrap().unwrap().hashed_bytes();
     assert!(hashed > 0);
     // The file goes away (renamed: its modification time stays), and comes back.
-    let away = env.root.join("away.mov");
+    let away = env.stack.root.join("away.mov");
     std::fs::rename(&path, &away).unwrap();
     let failed = drive(&io, &s, &rec.id, 1).await;
     assert_eq!(failed.error().as_ref().map(|e| e.code.as_str()), Some("source_not_found"));
@@ -502,7 +482,7 @@ async fn a_failed_upload_resumes_when_asked_for_again() {
     assert_eq!((again.id.as_str(), created, again.state()), (rec.id.as_str(), false, State::Hashing));
     assert!(again.hashed_bytes() >= hashed, "resumed from its checkpoint");
     let done = drive(&io, &env.settings(Duration::from_secs(60)), &rec.id, 1).await;
-    assert!(env.stored(done.file_id().unwrap()).await == bytes);
+    assert!(env.holds(done.file_id().unwrap(), &bytes).await);
 }
 
 /// Finding 7: a done upload keeps only its record and outcome, and a tick after the

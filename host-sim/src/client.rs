@@ -48,7 +48,8 @@ impl From<AnswerError> for CallError {
     }
 }
 
-/// A signed-call client.
+/// A client that signs every call with its credentials and retries what may succeed
+/// when sent again.
 #[derive(Clone)]
 pub struct VodClient {
     http: HttpClient,
@@ -110,7 +111,8 @@ impl VodClient {
         }
     }
 
-    /// InitUpload.
+    /// InitUpload: whether the service starts a new session, resumes one (with the
+    /// parts it holds) or already has the file.
     pub async fn init(&self, params: InitUpload) -> Result<InitAnswer, CallError> {
         self.call(&Call::InitUpload(params), None, protocol::parse_init).await
     }
@@ -127,7 +129,7 @@ impl VodClient {
         self.call(&call, Some(bytes), protocol::parse_part).await
     }
 
-    /// FinishUpload.
+    /// FinishUpload: the file's id and play URL once every part is in.
     pub async fn finish(&self, file_sha: &str) -> Result<Finished, CallError> {
         self.call(&Call::FinishUpload(FinishUpload { file_sha: file_sha.to_owned() }), None, protocol::parse_finish).await
     }
@@ -142,7 +144,7 @@ impl VodClient {
         progress: Option<indicatif::ProgressBar>,
     ) -> anyhow::Result<Finished> {
         let owned: PathBuf = path.to_owned();
-        let (file_sha, file_size) = tokio::task::spawn_blocking(move || sha1_of_file(&owned)).await??;
+        let (file_sha, file_size) = tokio::task::spawn_blocking(move || crate::sample::sha1_of_file(&owned)).await??;
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("upload");
         let file_name: String = stem.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').take(40).collect();
         let file_type = path.extension().and_then(|s| s.to_str()).unwrap_or("mp4").to_owned();
@@ -193,45 +195,4 @@ impl VodClient {
         }
         Ok(self.finish(&file_sha).await?)
     }
-}
-
-/// SHA-1 (lower-case hex) and length of everything `reader` yields, streamed.
-pub fn sha1_of_reader(mut reader: impl std::io::Read) -> std::io::Result<(String, u64)> {
-    let mut hasher = sha1::Sha1::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = reader.read(&mut buf)?;
-        if n == 0 {
-            return Ok((vod_uploader::hex::encode(&hasher.finalize()), size));
-        }
-        hasher.update(&buf[..n]);
-        size += n as u64;
-    }
-}
-
-/// SHA-1 (lower-case hex) and size of a file, in one streaming pass.
-pub fn sha1_of_file(path: &Path) -> std::io::Result<(String, u64)> {
-    sha1_of_reader(std::fs::File::open(path)?)
-}
-
-/// Writes `size` deterministic pseudo-random bytes (from `seed`) to `path`: test and
-/// demo data that compresses like video (not at all) without any storage of our own.
-pub fn write_sample(path: &Path, size: u64, seed: u64) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
-    let mut state = seed ^ 0x5851_f42d_4c95_7f2d;
-    let mut left = size;
-    let mut block = [0u8; 8];
-    while left > 0 {
-        // xorshift64*: fast, and good enough for bytes nobody looks at.
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        block.copy_from_slice(&state.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
-        let n = left.min(8) as usize;
-        out.write_all(&block[..n])?;
-        left -= n as u64;
-    }
-    out.flush()
 }

@@ -3,10 +3,9 @@
 //! real component from `spin.toml` with short invocation budgets; an upload created
 //! through the component's API and driven to the end, then checked byte for byte.
 
-use crate::{files, http, up, vod};
-use http_body_util::BodyExt;
+use crate::stack::{Stack, StackOptions};
+use crate::{http, up, vod};
 use serde_json::Value;
-use sha1::Digest as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -20,6 +19,7 @@ pub struct DemoArgs {
     /// Seed of the sample data and of the simulator's faults.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// How the component runs.
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -29,6 +29,7 @@ pub struct DemoArgs {
 pub struct UploadArgs {
     /// The file to upload.
     pub file: PathBuf,
+    /// How the component runs.
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -65,14 +66,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let path = work.path().join("sample-video.mp4");
     println!("generating a {} MiB sample file ...", args.size_mib);
     let (p, size, seed) = (path.clone(), args.size_mib << 20, args.seed);
-    tokio::task::spawn_blocking(move || crate::client::write_sample(&p, size, seed)).await??;
-    upload_with_component(&path, &args.run, args.seed, work.path()).await.map(|_| ())
+    tokio::task::spawn_blocking(move || crate::sample::write_sample(&p, size, seed)).await??;
+    upload_with_component(&path, &args.run, args.seed).await.map(|_| ())
 }
 
 /// Uploads a user's file.
 pub async fn upload(args: UploadArgs) -> anyhow::Result<()> {
-    let work = tempfile::tempdir()?;
-    upload_with_component(&args.file, &args.run, 1, work.path()).await.map(|_| ())
+    upload_with_component(&args.file, &args.run, 1).await.map(|_| ())
 }
 
 async fn api(client: &http::HttpClient, addr: SocketAddr, method: &str, path: &str, body: &str) -> anyhow::Result<(u16, Value)> {
@@ -82,48 +82,22 @@ async fn api(client: &http::HttpClient, addr: SocketAddr, method: &str, path: &s
 /// The API token the demo's component is started with.
 pub const DEMO_TOKEN: &str = "demo-token";
 
-/// The SHA-1 of a file.
-fn sha1_file(path: &Path) -> anyhow::Result<String> {
-    Ok(crate::client::sha1_of_file(path)?.0)
-}
-
 /// Starts the simulator, a file server for `file`'s directory and the component,
 /// uploads `file` through the component's API and verifies the simulator's copy.
-pub async fn upload_with_component(file: &Path, run: &RunArgs, seed: u64, work: &Path) -> anyhow::Result<Outcome> {
+pub async fn upload_with_component(file: &Path, run: &RunArgs, seed: u64) -> anyhow::Result<Outcome> {
     let file = std::fs::canonicalize(file)?;
     let size = std::fs::metadata(&file)?.len();
     anyhow::ensure!(size > 0, "{} is empty", file.display());
     let dir = file.parent().unwrap_or(Path::new("/")).to_owned();
     let name = file.file_name().and_then(|n| n.to_str()).ok_or_else(|| anyhow::anyhow!("file name is not UTF-8"))?;
 
-    let mut config = vod::Config::new(work.join("vod"));
-    config.faults = vod::faults::Faults::new(run.fault_rate, &[], seed, Duration::from_millis(20));
-    let sim = vod::start(config).await?;
-    let server = files::start(dir, "127.0.0.1:0".parse()?).await?;
-    let host = up::start(up::UpConfig {
-        manifest: run.manifest.clone(),
-        listen: "127.0.0.1:0".parse()?,
-        variables: vec![
-            ("vod_secret_id".into(), vod::DEV_SECRET_ID.into()),
-            ("vod_secret_key".into(), vod::DEV_SECRET_KEY.into()),
-            ("vod_endpoint".into(), sim.endpoint()),
-            ("vod_origin".into(), format!("http://{}", sim.addr)),
-            ("source_origin".into(), format!("http://{}", server.addr)),
-            ("api_token".into(), DEMO_TOKEN.into()),
-            ("budget_ms".into(), run.budget_ms.to_string()),
-            ("concurrency".into(), run.concurrency.to_string()),
-        ],
-        dirs: vec![],
-        kv_path: Some(work.join("kv.sqlite")),
-        state_dir: up::StateDir::Default,
-        connection_pooling: true,
-        limits: up::Limits::default(),
-        chaos_kill_rate: 0.0,
-        chaos_window: Duration::ZERO,
-        seed,
-        tick: None,
-    })
-    .await?;
+    let faults = vod::faults::Faults::new(run.fault_rate, &[], seed, Duration::from_millis(20));
+    let stack = Stack::start(StackOptions { faults, files_root: Some(dir), ..StackOptions::default() }).await?;
+    let (budget, concurrency) = (run.budget_ms.to_string(), run.concurrency.to_string());
+    let mut config = stack.up_config(&run.manifest, DEMO_TOKEN, &[("budget_ms", &budget), ("concurrency", &concurrency)]);
+    config.seed = seed;
+    let host = up::server::start(config).await?;
+    let (sim, server) = (&stack.sim, &stack.files);
     println!("VOD simulator on {}, file server on {}, component on {}", sim.addr, server.addr, host.addr);
 
     let client = http::client();
@@ -169,18 +143,8 @@ pub async fn upload_with_component(file: &Path, run: &RunArgs, seed: u64, work: 
     );
 
     // Verify: the simulator's stored copy has the source's SHA-1.
-    let expected = sha1_file(&file)?;
-    let response = client.get(format!("http://{}/sim/files/{}", sim.addr, state["fileId"].as_str().unwrap_or("")).parse()?).await?;
-    let mut body = response.into_body();
-    let mut hasher = sha1::Sha1::new();
-    let mut received = 0u64;
-    while let Some(frame) = body.frame().await {
-        if let Ok(data) = frame?.into_data() {
-            received += data.len() as u64;
-            hasher.update(&data);
-        }
-    }
-    let actual = vod_uploader::hex::encode(&hasher.finalize());
+    let expected = crate::sample::sha1_of_file(&file)?.0;
+    let (received, actual) = stack.stored_sha1(state["fileId"].as_str().unwrap_or("")).await?;
     anyhow::ensure!(
         received == size && actual == expected && state["fileSha"].as_str() == Some(expected.as_str()),
         "verification failed: the simulator holds {received} bytes with SHA-1 {actual}; the source has {size} bytes with SHA-1 {expected}"

@@ -25,9 +25,9 @@ enum Command {
     /// Like demo, for a file of yours.
     Upload(host_sim::demo::UploadArgs),
     /// Measure the simulator's ingest rate: concurrent clients sending 1 MiB UploadParts over loopback.
-    BenchVod(host_sim::bench::BenchArgs),
+    BenchVod(host_sim::vod_bench::BenchArgs),
     /// The uploader's benchmarks: wasm vs native vs floor, overhead, memory, reads, requests, many uploads.
-    Bench(host_sim::benchmark::BenchArgs),
+    Bench(host_sim::uploader_bench::BenchArgs),
     /// Run the component from spin.toml like `spin up`: wasmtime, Spin's imports, Spin's limits.
     Up(UpArgs),
     /// Serve files with Range, ETag and Last-Modified, like object storage (and /gen/{size}/{seed}).
@@ -108,13 +108,12 @@ fn parse_dir(s: &str) -> Result<(PathBuf, String), String> {
 }
 
 async fn run_up(args: UpArgs) -> anyhow::Result<()> {
-    let running = host_sim::up::start(host_sim::up::UpConfig {
+    let running = host_sim::up::server::start(host_sim::up::UpConfig {
         manifest: args.manifest,
         listen: args.listen,
         variables: args.variables,
         dirs: args.dirs,
-        kv_path: args.kv,
-        state_dir: host_sim::up::StateDir::from_flag(args.state_dir.as_deref()),
+        state_dir: host_sim::up::StateDir::from_flags(args.kv, args.state_dir.as_deref()),
         connection_pooling: !args.no_connection_pooling,
         limits: host_sim::up::Limits {
             time: Duration::from_millis(args.time_limit_ms),
@@ -280,8 +279,8 @@ async fn main() -> std::process::ExitCode {
         }
         Command::Demo(args) => host_sim::demo::run(args).await,
         Command::Upload(args) => host_sim::demo::upload(args).await,
-        Command::BenchVod(args) => host_sim::bench::run(args).await,
-        Command::Bench(args) => host_sim::benchmark::run(args).await,
+        Command::BenchVod(args) => host_sim::vod_bench::run(args).await,
+        Command::Bench(args) => host_sim::uploader_bench::run(args).await,
         Command::Up(args) => run_up(args).await,
         Command::Files(args) => run_files(args).await,
     };

@@ -28,7 +28,7 @@ impl Server {
     async fn start() -> Server {
         let root = tempfile::tempdir().unwrap();
         let path = root.path().join("video.mp4");
-        host_sim::client::write_sample(&path, SIZE as u64, 7).unwrap();
+        host_sim::sample::write_sample(&path, SIZE as u64, 7).unwrap();
         let data = std::fs::read(&path).unwrap();
         let running = files::start(root.path().to_owned(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
         Server { running, client: http::client(), data, _root: root }
@@ -165,7 +165,7 @@ async fn gzip_compresses_the_range_whatever_accept_encoding_says() {
     let (response, body) = s.fetch("/gen/5000/3?fault=gzip", &[("range", "bytes=-100")]).await;
     assert_eq!(header(&response, "content-range"), Some("bytes 4900-4999/5000"));
     let mut want = vec![0u8; 100];
-    files::fill_generated(3, 4900, &mut want);
+    host_sim::sample::fill_generated(3, 4900, &mut want);
     assert_eq!(gunzip(&body), want);
 }
 

@@ -8,17 +8,18 @@
 //! Every process is killed when its test ends, passing or not; a failing test prints
 //! the end of each process's log (stderr, kept in the test's temporary directory).
 
+mod common;
+
 use bytes::Bytes;
+use common::process::Served;
 use host_sim::http::{self, HttpClient};
-use host_sim::vod::{DEV_SECRET_ID, DEV_SECRET_KEY};
 use http_body_util::BodyExt;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -40,83 +41,33 @@ fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
 
-/// A child process of this test, killed (SIGKILL) and reaped when dropped. Its stderr
-/// (the log) goes to a file; when the test is failing the file's end is printed.
-struct Proc {
-    name: String,
-    addr: SocketAddr,
-    child: Child,
-    log: PathBuf,
-    /// Kept open: the process may write to stdout again.
-    _stdout: BufReader<ChildStdout>,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-            let lines: Vec<&str> = log.lines().collect();
-            let tail = lines[lines.len().saturating_sub(25)..].join("\n");
-            eprintln!("---- last lines of {} ({}) ----\n{tail}", self.name, self.log.display());
-        }
-    }
-}
-
 /// Starts `host-sim ARGS` with `--listen 127.0.0.1:0` and waits for the line that
 /// tells its address (`host-sim up` compiles the component first: a second or two).
-fn spawn(name: &str, dir: &Path, args: &[String]) -> Proc {
-    let log = dir.join(format!("{name}.log"));
-    let mut child = Command::new(BIN)
-        .args(args)
-        .args(["--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let Some(addr) = line.trim().rsplit_once(" listening on ").map(|(_, a)| a.parse().unwrap()) else {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("{name} did not start (stdout {line:?}):\n{}", std::fs::read_to_string(&log).unwrap_or_default());
-    };
-    Proc { name: name.to_owned(), addr, child, log, _stdout: stdout }
+/// Killed (SIGKILL) when dropped, its log printed when the test is failing.
+fn spawn(name: &str, dir: &Path, args: &[String]) -> Served {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).args(["--listen", "127.0.0.1:0"]).env("RUST_LOG", "info");
+    Served::start(name, dir, cmd, " listening on ", false)
 }
 
 /// `host-sim vod` with its own data directory under `dir`.
-fn spawn_vod(dir: &Path, extra: &[&str]) -> Proc {
+fn spawn_vod(dir: &Path, extra: &[&str]) -> Served {
     let mut args = vec!["vod".to_owned(), "--data".to_owned(), dir.join("vod-data").display().to_string()];
     args.extend(extra.iter().map(|s| s.to_string()));
     spawn("vod", dir, &args)
 }
 
 /// `host-sim files` serving `root`.
-fn spawn_files(dir: &Path, root: &Path) -> Proc {
+fn spawn_files(dir: &Path, root: &Path) -> Served {
     spawn("files", dir, &["files".to_owned(), "--root".to_owned(), root.display().to_string()])
 }
 
 /// The arguments of a `host-sim up` of the real component on the KV file `kv`, talking
 /// to `vod` and reading from `files`; `variables` add to or override the usual ones.
 fn up_args(kv: &Path, vod: SocketAddr, files: SocketAddr, variables: &[(&str, &str)], extra: &[&str]) -> Vec<String> {
-    let mut vars: BTreeMap<String, String> = [
-        ("vod_secret_id", DEV_SECRET_ID.to_owned()),
-        ("vod_secret_key", DEV_SECRET_KEY.to_owned()),
-        ("vod_endpoint", format!("http://{vod}/v2/index.php")),
-        ("vod_origin", format!("http://{vod}")),
-        ("source_origin", format!("http://{files}")),
-        ("api_token", TOKEN.to_owned()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
-    vars.extend(variables.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let mut args = vec!["up".to_owned(), "--manifest".to_owned(), manifest().display().to_string()];
     args.extend(["--kv".to_owned(), kv.display().to_string()]);
-    for (k, v) in vars {
+    for (k, v) in host_sim::stack::variables(vod, files, TOKEN, variables) {
         args.extend(["--variable".to_owned(), format!("{k}={v}")]);
     }
     args.extend(extra.iter().map(|s| s.to_string()));
@@ -163,11 +114,12 @@ async fn host_stats(client: &HttpClient, host: SocketAddr) -> Value {
 
 /// Asserts that the simulator holds exactly `source`'s bytes as `file_id`.
 async fn assert_stored(client: &HttpClient, vod: SocketAddr, file_id: &str, source: &Path) {
-    let (status, stored) = get_bytes(client, &format!("http://{vod}/sim/files/{file_id}")).await;
-    assert_eq!(status, 200, "no file {file_id} in the simulator: {}", String::from_utf8_lossy(&stored));
-    let expected = std::fs::read(source).unwrap();
-    assert_eq!(stored.len(), expected.len(), "the simulator's {file_id} has another size than {}", source.display());
-    assert!(stored == expected, "the simulator's {file_id} differs from {}", source.display());
+    let stored = tokio::time::timeout(Duration::from_secs(60), host_sim::stack::stored_sha1(client, vod, file_id))
+        .await
+        .unwrap_or_else(|_| panic!("GET of {file_id} from the simulator: no answer within 60 s"))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let (sha1, size) = host_sim::sample::sha1_of_file(source).unwrap();
+    assert_eq!(stored, (size, sha1), "the simulator's {file_id} differs from {}", source.display());
 }
 
 fn is_final(v: &Value) -> bool {
@@ -214,7 +166,7 @@ async fn three_hosts_on_one_store_with_faults_and_kills() {
         ("double-b.mp4", 12 * MIB + 123, 10),
     ];
     for (name, size, seed) in sources {
-        host_sim::client::write_sample(&root.join(name), size, seed).unwrap();
+        host_sim::sample::write_sample(&root.join(name), size, seed).unwrap();
     }
     let vod = spawn_vod(dir.path(), &["--fault-rate", "0.1", "--seed", "9", "--slow-ms", "300"]);
     let files = spawn_files(dir.path(), &root);
@@ -223,7 +175,7 @@ async fn three_hosts_on_one_store_with_faults_and_kills() {
     // loopback a few MiB take tens of milliseconds, so with budgets of a second or more
     // most uploads end in one invocation and kills find little to hit. Kill instants
     // fall within the first 150 ms, where those invocations are.
-    let hosts: Vec<Proc> = std::thread::scope(|s| {
+    let hosts: Vec<Served> = std::thread::scope(|s| {
         let spawned: Vec<_> = (1..=3)
             .map(|i| {
                 let args = up_args(
@@ -338,7 +290,7 @@ async fn three_hosts_on_one_store_with_faults_and_kills() {
     for (id, (name, size, _)) in ids.iter().zip(sources) {
         let u = &finals[id];
         assert_eq!(u["state"], "done", "{name}: {u}");
-        let (sha, _) = host_sim::client::sha1_of_file(&root.join(name)).unwrap();
+        let (sha, _) = host_sim::sample::sha1_of_file(&root.join(name)).unwrap();
         assert_eq!((u["fileSha"].as_str(), u["size"].as_u64()), (Some(sha.as_str()), Some(size)), "{name}: {u}");
         assert_stored(&client, vod.addr, u["fileId"].as_str().unwrap(), &root.join(name)).await;
         invocations.push(u["invocations"].as_u64().unwrap());
@@ -430,8 +382,8 @@ async fn a_stalled_source_does_not_starve_a_healthy_one() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("media");
     std::fs::create_dir(&root).unwrap();
-    host_sim::client::write_sample(&root.join("stalls.mp4"), 3 * MIB, 21).unwrap();
-    host_sim::client::write_sample(&root.join("healthy.mp4"), 5 * MIB, 22).unwrap();
+    host_sim::sample::write_sample(&root.join("stalls.mp4"), 3 * MIB, 21).unwrap();
+    host_sim::sample::write_sample(&root.join("healthy.mp4"), 5 * MIB, 22).unwrap();
     let vod = spawn_vod(dir.path(), &[]);
     let files = spawn_files(dir.path(), &root);
     let host = spawn(
@@ -518,7 +470,7 @@ async fn an_encoded_source_is_refused_and_an_identity_one_is_not() {
     std::fs::create_dir(&root).unwrap();
     // Over read_once_mib (8): hashed in one pass, then read again in ranges to upload.
     let size = 10 * MIB + 777;
-    host_sim::client::write_sample(&root.join("enc.mp4"), size, 31).unwrap();
+    host_sim::sample::write_sample(&root.join("enc.mp4"), size, 31).unwrap();
     let vod = spawn_vod(dir.path(), &[]);
     let files = spawn_files(dir.path(), &root);
     let host = spawn("up", dir.path(), &up_args(&dir.path().join("kv.sqlite"), vod.addr, files.addr, &[("budget_ms", "2000")], &[]));
@@ -567,7 +519,7 @@ async fn permanent_source_errors_fail_at_once() {
     let root = dir.path().join("media");
     std::fs::create_dir(&root).unwrap();
     // Over read_once_mib (8): read again after hashing, so a third request comes.
-    host_sim::client::write_sample(&root.join("expires.mp4"), 12 * MIB, 41).unwrap();
+    host_sim::sample::write_sample(&root.join("expires.mp4"), 12 * MIB, 41).unwrap();
     let vod = spawn_vod(dir.path(), &[]);
     let files = spawn_files(dir.path(), &root);
     // A 100 ms budget: the 256 MiB source without ranges is not hashed in one invocation,

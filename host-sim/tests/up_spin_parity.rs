@@ -11,16 +11,19 @@
 //! `HOST_SIM_BIN=/path/to/host-sim` runs these against another build of host-sim (an
 //! older commit, for one, to see them fail there).
 
+mod common;
+
 use bytes::Bytes;
-use host_sim::vod::{self, DEV_SECRET_ID, DEV_SECRET_KEY};
-use host_sim::{files, http};
+use common::process::Served;
+use host_sim::http;
+use host_sim::stack::{Stack, StackOptions};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -73,33 +76,13 @@ fn app_copy(dir: &Path, edit: impl FnOnce(&mut toml::Table)) -> PathBuf {
 }
 
 /// The variables the component needs, talking to `vod` and reading from `source`
-/// (both `host:port`), plus `extra`.
+/// (both `host:port`), plus `extra`, as `--variable` values.
 fn variables(vod: SocketAddr, source: SocketAddr, extra: &[(&str, &str)]) -> Vec<String> {
-    let mut vars = vec![
-        format!("vod_secret_id={DEV_SECRET_ID}"),
-        format!("vod_secret_key={DEV_SECRET_KEY}"),
-        format!("vod_endpoint=http://{vod}/v2/index.php"),
-        format!("vod_origin=http://{vod}"),
-        format!("source_origin=http://{source}"),
-        format!("api_token={TOKEN}"),
-    ];
-    vars.extend(extra.iter().map(|(k, v)| format!("{k}={v}")));
-    vars
+    host_sim::stack::variables(vod, source, TOKEN, extra).into_iter().map(|(k, v)| format!("{k}={v}")).collect()
 }
 
-/// A runtime serving an app: `host-sim up` or `spin up`, its log (stderr) in a file.
-/// Dropping it stops it; when the test is failing, the end of its log is printed.
-struct Runtime {
-    name: String,
-    addr: SocketAddr,
-    child: Child,
-    log: PathBuf,
-    /// `spin up` runs the app in a child process of its own: the whole process group
-    /// is stopped.
-    group: bool,
-    /// Kept open: the runtime may print more.
-    _stdout: BufReader<ChildStdout>,
-}
+/// A runtime serving an app: `host-sim up` or `spin up`.
+type Runtime = Served;
 
 impl Runtime {
     /// `host-sim up` of `manifest` with `--variable`s `vars` and the flags `extra`, in
@@ -124,61 +107,6 @@ impl Runtime {
         // Its own process group, to stop `spin up` and the `spin trigger http` it runs.
         cmd.process_group(0);
         Runtime::start("spin", dir, cmd, "Serving http://", true)
-    }
-
-    /// Starts `cmd` and reads its stdout up to the line that tells its address.
-    fn start(name: &str, dir: &Path, mut cmd: Command, ready: &str, group: bool) -> Runtime {
-        let log = dir.join(format!("{name}-{}.log", std::process::id() ^ rand_suffix()));
-        cmd.stdout(Stdio::piped()).stderr(std::fs::File::create(&log).unwrap());
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        let addr = loop {
-            line.clear();
-            if stdout.read_line(&mut line).unwrap() == 0 {
-                let _ = child.wait();
-                panic!("{name} did not start:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
-            }
-            if let Some(at) = line.find(ready) {
-                break line[at + ready.len()..].trim().parse().unwrap_or_else(|e| panic!("{line:?}: {e}"));
-            }
-        };
-        Runtime { name: name.to_owned(), addr, child, log, group, _stdout: stdout }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-fn rand_suffix() -> u32 {
-    static N: AtomicU64 = AtomicU64::new(0);
-    N.fetch_add(1, Ordering::Relaxed) as u32 * 7919
-}
-
-impl Drop for Runtime {
-    fn drop(&mut self) {
-        if self.group {
-            // SIGTERM to the group ends `spin up` and its trigger process cleanly (the
-            // key-value file closed); SIGKILL afterwards leaves nothing behind.
-            let group = format!("-{}", self.child.id());
-            let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
-            let _ = self.child.wait();
-            let _ = Command::new("kill").args(["-KILL", "--", &group]).stderr(Stdio::null()).status();
-        } else {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        if std::thread::panicking() {
-            let log = self.log();
-            let lines: Vec<&str> = log.lines().collect();
-            eprintln!(
-                "---- last lines of {} ({}) ----\n{}",
-                self.name,
-                self.log.display(),
-                lines[lines.len().saturating_sub(30)..].join("\n")
-            );
-        }
     }
 }
 
@@ -259,27 +187,16 @@ impl Drop for CountingProxy {
     }
 }
 
-/// The VOD simulator and a file server, in this process, with their directories.
-struct Backends {
-    sim: vod::Running,
-    files: files::Running,
-    root: PathBuf,
-    _dirs: [tempfile::TempDir; 2],
+/// The VOD simulator and a file server, in this process.
+async fn backends() -> Stack {
+    Stack::start(StackOptions::default()).await.unwrap()
 }
 
-async fn backends() -> Backends {
-    let (sim_dir, root) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let sim = vod::start(vod::Config::new(sim_dir.path().to_owned())).await.unwrap();
-    let files = files::start(root.path().to_owned(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
-    Backends { sim, files, root: root.path().to_owned(), _dirs: [sim_dir, root] }
-}
-
-impl Backends {
-    /// A sample file of `size` bytes at `name`: its URL through `origin`.
-    fn file(&self, origin: SocketAddr, name: &str, size: u64) -> String {
-        host_sim::client::write_sample(&self.root.join(name), size, size ^ 17).unwrap();
-        format!("http://{origin}/{name}")
-    }
+/// A sample file of `size` bytes at `name` under `b`'s file server: its URL through
+/// `origin`.
+fn sample_url(b: &Stack, origin: SocketAddr, name: &str, size: u64) -> String {
+    b.write_sample(name, size, size ^ 17).unwrap();
+    format!("http://{origin}/{name}")
 }
 
 /// The store file's `default` rows and whether host-sim's old table is still there.
@@ -299,7 +216,7 @@ async fn the_default_store_is_spins_file_next_to_the_manifest() {
     let (app_dir, cwd, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let manifest = app_copy(app_dir.path(), |_| {});
     let vars = variables(b.sim.addr, b.files.addr, &[]);
-    let source = b.file(b.files.addr, "a.mp4", 1000);
+    let source = sample_url(&b, b.files.addr, "a.mp4", 1000);
 
     let host = Runtime::host_sim(app_dir.path(), &manifest, &vars, &[], cwd.path());
     let id = create(host.addr, &source).await;
@@ -332,7 +249,7 @@ async fn an_old_store_file_is_moved_into_spins_table_once() {
     let kv_flag = kv.display().to_string();
 
     let host = Runtime::host_sim(dir.path(), &manifest, &vars, &["--kv", &kv_flag], dir.path());
-    let id = create(host.addr, &b.file(b.files.addr, "b.mp4", 1000)).await;
+    let id = create(host.addr, &sample_url(&b, b.files.addr, "b.mp4", 1000)).await;
     drop(host);
     // Back to the layout host-sim wrote before it used Spin's (a host-sim of before
     // wrote it that way already).
@@ -374,14 +291,14 @@ async fn the_store_is_shared_with_the_real_spin() {
     let vars = variables(b.sim.addr, b.files.addr, &[]);
 
     let runtime = Runtime::spin(&spin, app_dir.path(), &manifest, &vars, &[]);
-    let by_spin = create(runtime.addr, &b.file(b.files.addr, "s.mp4", 1000)).await;
+    let by_spin = create(runtime.addr, &sample_url(&b, b.files.addr, "s.mp4", 1000)).await;
     drop(runtime);
     assert!(app_dir.path().join(".spin/sqlite_key_value.db").exists());
 
     let runtime = Runtime::host_sim(app_dir.path(), &manifest, &vars, &[], cwd.path());
     let (status, v) = call_json(runtime.addr, "GET", &format!("/uploads/{by_spin}"), "").await;
     assert_eq!((status, v["id"].as_str()), (200, Some(by_spin.as_str())), "host-sim does not see Spin's upload: {v}");
-    let by_host_sim = create(runtime.addr, &b.file(b.files.addr, "h.mp4", 2000)).await;
+    let by_host_sim = create(runtime.addr, &sample_url(&b, b.files.addr, "h.mp4", 2000)).await;
     drop(runtime);
 
     let runtime = Runtime::spin(&spin, app_dir.path(), &manifest, &vars, &[]);
@@ -407,7 +324,7 @@ async fn one_invalid_allowed_host_denies_every_outbound_request() {
         hosts.push("{{ extra_origin }}".into());
     });
     let files = CountingProxy::start(b.files.addr).await;
-    let source = b.file(files.addr, "c.mp4", 1000);
+    let source = sample_url(&b, files.addr, "c.mp4", 1000);
     let two_origins = "http://127.0.0.1:1,http://127.0.0.1:2";
     let invalid = variables(b.sim.addr, files.addr, &[("extra_origin", two_origins)]);
     let valid = variables(b.sim.addr, files.addr, &[("extra_origin", "http://127.0.0.1:2")]);
@@ -550,7 +467,7 @@ async fn the_real_component_trapping_is_answered_as_spin_answers() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = app_copy(dir.path(), |_| {});
     let vars = variables(b.sim.addr, b.files.addr, &[]);
-    let source = b.file(b.files.addr, "big.mp4", 3_000_000);
+    let source = sample_url(&b, b.files.addr, "big.mp4", 3_000_000);
     let create = serde_json::json!({ "source": source }).to_string();
 
     let kv = dir.path().join("kv.sqlite").display().to_string();
@@ -615,7 +532,7 @@ async fn upload_counting_connections(start: impl FnOnce(&Path, &Path, &[String])
     let manifest = app_copy(dir.path(), |_| {});
     let (vod, files) = (CountingProxy::start(b.sim.addr).await, CountingProxy::start(b.files.addr).await);
     let vars = variables(vod.addr, files.addr, &[("budget_ms", "2000")]);
-    let source = b.file(files.addr, "pool.mp4", 32 << 20);
+    let source = sample_url(&b, files.addr, "pool.mp4", 32 << 20);
     let runtime = start(dir.path(), &manifest, &vars);
     let id = create(runtime.addr, &source).await;
     let done = drive(runtime.addr, &id).await;

@@ -65,7 +65,7 @@ async fn a_retrying_client_completes_through_mixed_faults() {
     let sim = sim_with(|c| c.faults = Faults::new(0.3, &[], 42, Duration::from_millis(5))).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("clip.mp4");
-    host_sim::client::write_sample(&path, 9 * HALF + 777, 3).unwrap();
+    host_sim::sample::write_sample(&path, 9 * HALF + 777, 3).unwrap();
     let mut client = VodClient::new(
         &format!("http://{}/v2/index.php", sim.addr()),
         Credentials::new(DEV_SECRET_ID, DEV_SECRET_KEY),

@@ -29,9 +29,9 @@ pub const DEFAULT_ENDPOINT: &str = "https://vod2.qcloud.com/v2/index.php";
 /// UploadPart is always POST.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
-    /// GET
+    /// GET, the parameters in the query: how InitUpload and FinishUpload are documented.
     Get,
-    /// POST
+    /// POST, the parameters still in the query and the part's bytes as the body: UploadPart.
     Post,
 }
 

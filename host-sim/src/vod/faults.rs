@@ -4,6 +4,7 @@
 //! identity (action, fileSha, offset) and how many times that identity was seen
 //! before, so a run is repeatable whatever order concurrent requests arrive in.
 
+use crate::sample::{fnv1a, splitmix64};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -40,18 +41,6 @@ pub struct Faults {
     /// How long a slow answer waits.
     pub slow: Duration,
     seen: Mutex<HashMap<String, u64>>,
-}
-
-/// SplitMix64: a fast, well-mixed 64-bit hash of a counter (for reproducible choices).
-pub fn splitmix64(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
-}
-
-fn fnv1a(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
 }
 
 impl Faults {

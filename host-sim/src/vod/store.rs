@@ -256,7 +256,7 @@ impl Store {
     /// in a streaming pass. Slow for big files: call it off the async executor.
     pub fn hash_data(&self, file_sha: &str, len: u64) -> Result<String> {
         let file = fs::File::open(self.data_path(file_sha))?.take(len);
-        let (sha, seen) = crate::client::sha1_of_reader(file)?;
+        let (sha, seen) = crate::sample::sha1_of_reader(file)?;
         if seen < len {
             return Err(StoreError::Io(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,

@@ -1,13 +1,20 @@
-//! Helpers for driving the simulator over real HTTP on loopback.
+//! Helpers for driving the simulator over real HTTP on loopback, and (in [`process`])
+//! servers run as child processes.
 #![allow(dead_code)]
+
+pub mod process;
 
 use bytes::Bytes;
 use host_sim::vod::{self, Config, Running, DEV_SECRET_ID, DEV_SECRET_KEY};
 use http_body_util::BodyExt;
-use md5::Digest as _;
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+// Re-exported for the tests' `use common::*`; a test crate that uses none of them
+// (one that came for `process`) would otherwise warn.
+#[allow(unused_imports)]
+pub use host_sim::sample::{data, md5_hex, sha1_hex};
 
 /// A simulator with its own data directory.
 pub struct Sim {
@@ -35,27 +42,6 @@ pub async fn sim_with(configure: impl FnOnce(&mut Config)) -> Sim {
 
 pub fn now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
-}
-
-pub fn md5_hex(bytes: &[u8]) -> String {
-    vod_uploader::hex::encode(&md5::Md5::digest(bytes))
-}
-
-pub fn sha1_hex(bytes: &[u8]) -> String {
-    vod_uploader::hex::encode(&sha1::Sha1::digest(bytes))
-}
-
-/// Deterministic pseudo-random bytes.
-pub fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 24) as u8
-        })
-        .collect()
 }
 
 /// One protocol request, built by hand so tests can break any part of it.

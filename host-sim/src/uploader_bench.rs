@@ -10,18 +10,19 @@
 use crate::client::VodClient;
 use crate::kv::SqliteKv;
 use crate::native::NativeIo;
-use crate::{files, http, up, vod};
+use crate::stack::{Stack, StackOptions};
+use crate::{http, up, vod};
 use anyhow::{anyhow, Context as _};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use md5::Digest as _;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use vod_uploader::protocol::{Credentials, Endpoint, InitUpload, Signer};
+use vod_uploader::protocol::{Credentials, InitUpload};
 use vod_uploader::sign::Algorithm;
 
 const MIB: u64 = 1 << 20;
@@ -127,57 +128,21 @@ fn verdict(met: bool) -> &'static str {
     }
 }
 
-struct Servers {
-    sim: vod::Running,
-    files: files::Running,
-    _dirs: Vec<tempfile::TempDir>,
-}
-
-async fn servers() -> anyhow::Result<Servers> {
-    let shm = Path::new("/dev/shm");
-    let sim_dir = if shm.is_dir() { tempfile::tempdir_in(shm)? } else { tempfile::tempdir()? };
-    let root = tempfile::tempdir()?;
-    let mut config = vod::Config::new(sim_dir.path().to_owned());
-    // Limits of the real service would only measure waiting; the benchmark measures work.
-    config.limits = vod::ratelimit::Limits { init: 0, part: 0, finish: 0 };
-    let sim = vod::start(config).await?;
-    let files = files::start(root.path().to_owned(), "127.0.0.1:0".parse()?).await?;
-    Ok(Servers { sim, files, _dirs: vec![sim_dir, root] })
+/// The simulator and the file server of a run: the simulator's data in tmpfs and no
+/// rate limits, since the limits of the real service would only measure waiting and the
+/// benchmark measures work.
+async fn servers() -> anyhow::Result<Stack> {
+    let no_limits = vod::ratelimit::Limits { init: 0, part: 0, finish: 0 };
+    Stack::start(StackOptions { vod_limits: Some(no_limits), sim_data_on_tmpfs: true, ..StackOptions::default() }).await
 }
 
 /// A fresh `host-sim up` with its own key-value store, working `budget_ms` per invocation.
-struct Host {
-    up: up::Running,
-    _kv: tempfile::TempDir,
-}
-
-async fn host(args: &BenchArgs, s: &Servers, budget_ms: u64) -> anyhow::Result<Host> {
-    let kv = tempfile::tempdir()?;
-    let up = up::start(up::UpConfig {
-        manifest: args.manifest.clone(),
-        listen: "127.0.0.1:0".parse()?,
-        variables: vec![
-            ("vod_secret_id".into(), vod::DEV_SECRET_ID.into()),
-            ("vod_secret_key".into(), vod::DEV_SECRET_KEY.into()),
-            ("vod_endpoint".into(), s.sim.endpoint()),
-            ("vod_origin".into(), format!("http://{}", s.sim.addr)),
-            ("source_origin".into(), format!("http://{}", s.files.addr)),
-            ("api_token".into(), TOKEN.into()),
-            ("budget_ms".into(), budget_ms.to_string()),
-            ("concurrency".into(), args.concurrency.to_string()),
-        ],
-        dirs: vec![],
-        kv_path: Some(kv.path().join("kv.sqlite")),
-        state_dir: up::StateDir::Default,
-        connection_pooling: !args.no_connection_pooling,
-        limits: up::Limits { time: Duration::from_millis(budget_ms + 20_000), ..up::Limits::default() },
-        chaos_kill_rate: 0.0,
-        chaos_window: Duration::ZERO,
-        seed: 0,
-        tick: None,
-    })
-    .await?;
-    Ok(Host { up, _kv: kv })
+async fn host(args: &BenchArgs, s: &Stack, budget_ms: u64) -> anyhow::Result<up::Running> {
+    let (budget, concurrency) = (budget_ms.to_string(), args.concurrency.to_string());
+    let mut config = s.up_config(&args.manifest, TOKEN, &[("budget_ms", &budget), ("concurrency", &concurrency)]);
+    config.connection_pooling = !args.no_connection_pooling;
+    config.limits = up::Limits { time: Duration::from_millis(budget_ms + 20_000), ..up::Limits::default() };
+    up::server::start(config).await
 }
 
 async fn call(client: &http::HttpClient, addr: SocketAddr, method: &str, path: &str, body: &str) -> anyhow::Result<(u16, Value)> {
@@ -215,22 +180,18 @@ impl Run {
     }
 }
 
-fn gen_url(s: &Servers, size: u64, seed: u64) -> String {
-    format!("http://{}/gen/{size}/{seed}", s.files.addr)
-}
-
-fn source_counters(s: &Servers) -> (u64, u64) {
+fn source_counters(s: &Stack) -> (u64, u64) {
     (s.files.stats.bytes.load(Ordering::Relaxed), s.files.stats.requests.load(Ordering::Relaxed))
 }
 
 /// Uploads a generated source through the wasm component on a fresh host.
-async fn wasm_upload(args: &BenchArgs, s: &Servers, size: u64, seed: u64) -> anyhow::Result<Run> {
+async fn wasm_upload(args: &BenchArgs, s: &Stack, size: u64, seed: u64) -> anyhow::Result<Run> {
     let host = host(args, s, args.budget_ms).await?;
-    let addr = host.up.addr;
+    let addr = host.addr;
     let client = http::client();
     let (bytes0, requests0) = source_counters(s);
     let started = Instant::now();
-    let (status, mut v) = call(&client, addr, "POST", "/uploads", &json!({ "source": gen_url(s, size, seed) }).to_string()).await?;
+    let (status, mut v) = call(&client, addr, "POST", "/uploads", &json!({ "source": s.gen_url(size, seed) }).to_string()).await?;
     anyhow::ensure!(status == 201, "create answered {status}: {v}");
     let id = v["id"].as_str().unwrap_or_default().to_owned();
     while v["state"] != "done" {
@@ -247,26 +208,20 @@ async fn wasm_upload(args: &BenchArgs, s: &Servers, size: u64, seed: u64) -> any
         invocations: v["invocations"].as_u64().unwrap_or(0),
         source_bytes: bytes1 - bytes0,
         source_requests: requests1 - requests0,
-        outbound: host.up.stats.outbound.load(Ordering::Relaxed),
-        connections: host.up.stats.outbound_connections.load(Ordering::Relaxed),
+        outbound: host.stats.outbound.load(Ordering::Relaxed),
+        connections: host.stats.outbound_connections.load(Ordering::Relaxed),
         kv_writes: v["stats"]["kvWrites"].as_u64().unwrap_or(0),
-        peak_memory: host.up.stats.peak_memory.load(Ordering::Relaxed),
+        peak_memory: host.stats.peak_memory.load(Ordering::Relaxed),
     })
 }
 
 /// The same core compiled natively, driving the same servers.
-async fn native_upload(args: &BenchArgs, s: &Servers, size: u64, seed: u64) -> anyhow::Result<Run> {
-    let kv_dir = tempfile::tempdir()?;
-    let io = NativeIo::new(Arc::new(SqliteKv::open(&kv_dir.path().join("kv.sqlite"))?));
-    let mut settings = vod_uploader::engine::Settings::new(Signer {
-        endpoint: Endpoint::parse(&s.sim.endpoint())?,
-        credentials: Credentials::new(vod::DEV_SECRET_ID, vod::DEV_SECRET_KEY),
-        region: "gz".into(),
-        algorithm: Algorithm::HmacSha1,
-    });
+async fn native_upload(args: &BenchArgs, s: &Stack, size: u64, seed: u64) -> anyhow::Result<Run> {
+    let io = NativeIo::new(Arc::new(SqliteKv::open(&s.kv_file())?));
+    let mut settings = s.settings();
     settings.budget = Duration::from_millis(args.budget_ms);
     settings.concurrency = args.concurrency;
-    let spec = vod_uploader::upload::Spec::for_source(vod_uploader::source::Source::Url(gen_url(s, size, seed)), PART);
+    let spec = vod_uploader::upload::Spec::for_source(vod_uploader::source::Source::Url(s.gen_url(size, seed)), PART);
     let (bytes0, requests0) = source_counters(s);
     let started = Instant::now();
     let (rec, _) = vod_uploader::engine::create(&io, &settings, spec).await.map_err(|e| anyhow!("{e}"))?;
@@ -298,9 +253,9 @@ async fn native_upload(args: &BenchArgs, s: &Servers, size: u64, seed: u64) -> a
 /// The floor: a minimal native program doing only what the protocol needs, with no
 /// checkpoints: one streamed pass for the SHA-1 and part MD5s, then every part sent
 /// once while the source streams again, at the same concurrency.
-async fn floor_upload(args: &BenchArgs, s: &Servers, size: u64, seed: u64) -> anyhow::Result<Run> {
+async fn floor_upload(args: &BenchArgs, s: &Stack, size: u64, seed: u64) -> anyhow::Result<Run> {
     let client = http::client();
-    let url: hyper::Uri = gen_url(s, size, seed).parse()?;
+    let url: hyper::Uri = s.gen_url(size, seed).parse()?;
     let vod = VodClient::new(&s.sim.endpoint(), Credentials::new(vod::DEV_SECRET_ID, vod::DEV_SECRET_KEY), Algorithm::HmacSha1)?;
     let started = Instant::now();
     let mut sha = sha1::Sha1::new();
@@ -391,11 +346,11 @@ fn parse_hash_output(what: &str, stdout: &[u8]) -> anyhow::Result<HashFigures> {
     hashbench::from_json(&text).ok_or_else(|| anyhow!("{what} printed {text:?}, not its figures"))
 }
 
-/// Runs the wasm hashing harness the way the component runs (see [`up::run_command`]).
+/// Runs the wasm hashing harness the way the component runs (see [`up::wasm::run_command`]).
 async fn hash_in_wasm(args: &BenchArgs) -> anyhow::Result<HashFigures> {
     let bytes =
         std::fs::read(&args.hash_wasm).with_context(|| format!("cannot read {} (build it with `make bench`)", args.hash_wasm.display()))?;
-    let stdout = up::run_command(&bytes, &[args.hash_mib.to_string(), args.hash_rounds.to_string()]).await?;
+    let stdout = up::wasm::run_command(&bytes, &[args.hash_mib.to_string(), args.hash_rounds.to_string()]).await?;
     parse_hash_output("the wasm hashing harness", &stdout)
 }
 
@@ -557,23 +512,23 @@ async fn time_calls(addr: SocketAddr, path: &str, n: usize) -> anyhow::Result<Ve
 /// The `overhead` case: an advance with nothing to do (a finished upload), and an
 /// advance with a zero budget on a large upload being hashed, which does the least
 /// work there is (one source read, one chunk hashed) and saves a checkpoint.
-async fn overhead_case(args: &BenchArgs, s: &Servers) -> anyhow::Result<Report> {
+async fn overhead_case(args: &BenchArgs, s: &Stack) -> anyhow::Result<Report> {
     eprintln!("overhead: idle and checkpointing advances ...");
     let n = 50;
     let idle_host = host(args, s, args.budget_ms).await?;
     let client = http::client();
-    let (_, done) = call(&client, idle_host.up.addr, "POST", "/uploads", &json!({ "source": gen_url(s, MIB, 9) }).to_string()).await?;
+    let (_, done) = call(&client, idle_host.addr, "POST", "/uploads", &json!({ "source": s.gen_url(MIB, 9) }).to_string()).await?;
     anyhow::ensure!(done["state"] == "done", "the small upload did not finish in one invocation: {done}");
-    let idle = time_calls(idle_host.up.addr, &format!("/uploads/{}/advance", done["id"].as_str().unwrap_or_default()), n).await?;
+    let idle = time_calls(idle_host.addr, &format!("/uploads/{}/advance", done["id"].as_str().unwrap_or_default()), n).await?;
 
     let step_host = host(args, s, 0).await?;
     let (status, big) =
-        call(&client, step_host.up.addr, "POST", "/uploads", &json!({ "source": gen_url(s, 64 << 30, 10) }).to_string()).await?;
+        call(&client, step_host.addr, "POST", "/uploads", &json!({ "source": s.gen_url(64 << 30, 10) }).to_string()).await?;
     anyhow::ensure!(status == 201, "create answered {status}: {big}");
     let path = format!("/uploads/{}/advance", big["id"].as_str().unwrap_or_default());
     let writes_before = big["stats"]["kvWrites"].as_u64().unwrap_or(0);
-    let step = time_calls(step_host.up.addr, &path, n).await?;
-    let (_, after) = call(&client, step_host.up.addr, "GET", &path.replace("/advance", ""), "").await?;
+    let step = time_calls(step_host.addr, &path, n).await?;
+    let (_, after) = call(&client, step_host.addr, "GET", &path.replace("/advance", ""), "").await?;
     let writes = after["stats"]["kvWrites"].as_u64().unwrap_or(0) - writes_before;
     anyhow::ensure!(writes >= n as u64, "{n} checkpointing advances wrote only {writes} checkpoints");
     let (im, ip) = (percentile(&idle, 0.5), percentile(&idle, 0.95));
@@ -656,22 +611,22 @@ async fn memory_case(args: &BenchArgs, e2e: Option<&Run>) -> anyhow::Result<Repo
 }
 
 /// The `many` case: small uploads created at once, then driven by `/tick`.
-async fn many_case(args: &BenchArgs, s: &Servers) -> anyhow::Result<Report> {
+async fn many_case(args: &BenchArgs, s: &Stack) -> anyhow::Result<Report> {
     eprintln!("many: {} concurrent small uploads ...", args.many);
     let h = host(args, s, args.budget_ms).await?;
     let client = http::client();
     let started = Instant::now();
     let mut creates = tokio::task::JoinSet::new();
     for i in 0..args.many {
-        let (client, addr) = (http::client(), h.up.addr);
-        let body = json!({ "source": gen_url(s, (1 + i % 5) * MIB, 1000 + i) }).to_string();
+        let (client, addr) = (http::client(), h.addr);
+        let body = json!({ "source": s.gen_url((1 + i % 5) * MIB, 1000 + i) }).to_string();
         creates.spawn(async move { call(&client, addr, "POST", "/uploads", &body).await });
     }
     while let Some(done) = creates.join_next().await {
         done??;
     }
     loop {
-        let (_, v) = call(&client, h.up.addr, "POST", "/tick", "").await?;
+        let (_, v) = call(&client, h.addr, "POST", "/tick", "").await?;
         if v["waiting"] == 0 {
             break;
         }
