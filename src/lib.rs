@@ -1,8 +1,18 @@
 //! vod-uploader: resumable uploads of very large files into a VOD service, from
 //! short-lived WebAssembly functions.
 //!
-//! The crate is a sans-IO core (plain data and functions a test can drive step by
-//! step) plus, on wasm32, the Spin component that drives it.
+//! A sans-IO core (plain data and functions a test can drive step by step) plus, on
+//! wasm32, the Spin component that drives it. From the bottom up:
+//! - [`hex`], [`sign`], [`md5x4`], [`parts`]: encodings, request signing, hashing four
+//!   parts at once, part arithmetic;
+//! - [`hasher`], [`protocol`], [`io_error`]: the resumable SHA-1 and MD5 pass, the VOD
+//!   service's wire protocol and parameter rules, a platform's I/O error;
+//! - [`source`]: where the bytes come from, and checks of what a source answers;
+//! - [`upload`]: the upload as a state machine, each state with its data;
+//! - [`checkpoint`]: how an upload is stored (format 2; format 1 still read);
+//! - [`error`]: the engine's one error type and the stable codes users see;
+//! - [`engine`]: the I/O, sequenced over an [`engine::Io`] trait;
+//! - [`api`]: the HTTP API; `component` (wasm32 only): the Spin adapter.
 
 #![warn(missing_docs)]
 

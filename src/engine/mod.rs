@@ -4,9 +4,9 @@
 //! virtual clock and in-memory models in the deterministic simulation).
 //!
 //! Decisions about the upload itself live in [`crate::upload`]; this module sequences
-//! the I/O: ranged reads of the source ([`read`]), the hashing pass ([`hashing`]),
-//! concurrent part uploads with retries ([`uploading`], [`vod`]), and checkpoints at
-//! least every `checkpoint_every` and before returning ([`records`]).
+//! the I/O: ranged reads of the source (`read`), the hashing pass (`hashing`),
+//! concurrent part uploads with retries (`uploading`, `vod`), and checkpoints at
+//! least every `checkpoint_every` and before returning (`records`).
 //!
 //! Three rules make it safe to kill an invocation at any instant and to run several
 //! on one upload at once, on a store without compare-and-swap:

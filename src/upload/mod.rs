@@ -3,7 +3,7 @@
 //!
 //! `pending -> hashing -> uploading <-> finishing -> done`, or `failed` / `cancelled`.
 //! Every transition and every decision about the service's answers is a function here
-//! ([`transitions`]); the engine does the I/O and calls them. This module is plain
+//! (`transitions.rs`); the engine does the I/O and calls them. This module is plain
 //! data and functions: it knows nothing of the store's format ([`crate::checkpoint`])
 //! or of the engine's errors.
 
