@@ -475,11 +475,12 @@ fn requests_report(wasm: &Run, native: Option<&Run>) -> Report {
         rows: vec![row(
             "requests",
             format!(
-                "{} MiB in {} invocations: wasm {} outbound requests ({:.0}/GiB) over {} connections, {} KV writes ({:.1}/GiB){native_text}",
+                "{} MiB in {} invocations: wasm {} outbound requests ({:.0}/GiB; {} of them to the source) over {} connections, {} KV writes ({:.1}/GiB){native_text}",
                 wasm.size / MIB,
                 wasm.invocations,
                 wasm.outbound,
                 wasm.outbound as f64 / gib,
+                wasm.source_requests,
                 wasm.connections,
                 wasm.kv_writes,
                 wasm.kv_writes as f64 / gib
@@ -488,7 +489,7 @@ fn requests_report(wasm: &Run, native: Option<&Run>) -> Report {
         )],
         json: json!({
             "mib": wasm.size / MIB, "invocations": wasm.invocations, "parts": wasm.parts(),
-            "wasm_outbound": wasm.outbound, "wasm_connections": wasm.connections, "wasm_kv_writes": wasm.kv_writes, "bound": bound,
+            "wasm_outbound": wasm.outbound, "wasm_source_requests": wasm.source_requests, "wasm_connections": wasm.connections, "wasm_kv_writes": wasm.kv_writes, "bound": bound,
             "outbound_per_gib": wasm.outbound as f64 / gib, "kv_writes_per_gib": wasm.kv_writes as f64 / gib,
             "native_outbound": native.map(|n| n.outbound), "native_kv_writes": native.map(|n| n.kv_writes),
         }),
