@@ -2,10 +2,11 @@
 //! the time is up, conclude (an error waits or fails it, through the upload's own
 //! functions) and save.
 
+use super::io::Io;
 use super::records::{load_raw, settle};
 use super::run::Run;
+use super::settings::Settings;
 use super::wait::Limits;
-use super::{Io, Settings};
 use crate::error::Error;
 use crate::source::SourceError;
 use crate::upload::{State, Upload};

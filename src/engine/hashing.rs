@@ -2,9 +2,10 @@
 //! source, with the hasher's state saved at every checkpoint so the pass resumes in
 //! the next invocation where this one stopped.
 
+use super::io::Io;
 use super::read::read_chunk;
+use super::records::storage;
 use super::run::Run;
-use super::{storage, Io};
 use crate::checkpoint;
 use crate::error::Error;
 use crate::hasher::Hasher;

@@ -24,6 +24,7 @@ mod io;
 mod read;
 mod records;
 mod run;
+mod settings;
 mod tick;
 mod uploading;
 mod vod;
@@ -33,85 +34,14 @@ pub use advance::advance;
 pub use io::{local, Body, FileInfo, HttpRequest, HttpResponse, Io, IoError};
 pub use read::probe;
 pub use records::{list, load, Listing};
+pub use settings::Settings;
 pub use tick::{tick, TickReport};
 
 use crate::checkpoint;
 use crate::error::Error;
-use crate::protocol::Signer;
 use crate::source::Source;
-use crate::upload::{Backoff, Outcome, Spec, State, Upload};
-use records::{commit, keys_of, load_raw, remove_keys};
-use std::time::Duration;
-
-/// How the engine works.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// Signs VOD calls.
-    pub signer: Signer,
-    /// Time for one invocation's work: no new work starts after it.
-    pub budget: Duration,
-    /// The least time any invocation gets, whatever its budget: a budget smaller than
-    /// this still advances the upload once (see [`Settings::time_limit`]).
-    pub min_budget: Duration,
-    /// Longest wait for any one answer or body chunk before the peer counts as stalled.
-    pub stall_timeout: Duration,
-    /// Parts in flight at once.
-    pub concurrency: usize,
-    /// Longest time between checkpoints.
-    pub checkpoint_every: Duration,
-    /// Files up to this size are read once: kept in memory from hashing to upload.
-    /// A source that ignores `Range` is readable only up to this size.
-    pub memory_threshold: u64,
-    /// Attempts per VOD call within an invocation.
-    pub attempts: u32,
-    /// Length of a ranged read while no read rate is known (`u64::MAX`: to the end).
-    pub first_read: u64,
-    /// Waits between invocations after retryable errors, and when to give up.
-    pub backoff: Backoff,
-    /// How long done, failed and cancelled uploads are kept before `/tick` removes them.
-    pub retention_secs: u64,
-}
-
-impl Settings {
-    /// Defaults: 20 s budget, 4 parts at once, a checkpoint every 2 s, files up to
-    /// 8 MiB read once, a peer silent for 10 s is stalled, retries from 5 s doubling up
-    /// to 15 min, give up after 24 h without progress, final uploads kept 168 h.
-    pub fn new(signer: Signer) -> Self {
-        Settings {
-            signer,
-            budget: Duration::from_secs(20),
-            min_budget: Duration::from_secs(1),
-            stall_timeout: Duration::from_secs(10),
-            concurrency: 4,
-            checkpoint_every: Duration::from_secs(2),
-            memory_threshold: 8 << 20,
-            attempts: 5,
-            // Until a read rate is known, read to the end: one request per pass, and a
-            // stop at the deadline throws away only what TCP buffered, as with any length.
-            first_read: u64::MAX,
-            backoff: Backoff { base_secs: 5, cap_secs: 900, give_up_secs: 24 * 3600 },
-            retention_secs: 168 * 3600,
-        }
-    }
-}
-
-impl Settings {
-    /// How long an invocation may take in all: no new work starts after `budget`, and
-    /// what is under way (parts in flight, a read, the closing checkpoint) gets a tenth
-    /// more to finish, so that it is not thrown away and sent again next time. At least
-    /// `min_budget`.
-    pub fn time_limit(&self) -> Duration {
-        (self.budget + self.budget / 10).max(self.min_budget)
-    }
-}
-
-/// A lone outcome key (its record gone: a cancel's tombstone, or the rest of a
-/// removal cut short) is kept this long, beyond any invocation still at work.
-const TOMBSTONE_SECS: u64 = 3600;
-
-fn storage(e: IoError) -> Error {
-    Error::Storage(e)
-}
+use crate::upload::{Outcome, Spec, State, Upload};
+use records::{commit, keys_of, load_raw, remove_keys, storage};
 
 /// Removes an upload, or stops it: a done upload is forgotten (every key removed; the
 /// service keeps the file); any other is cancelled (a tombstone outcome first, so an

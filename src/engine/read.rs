@@ -1,9 +1,10 @@
 //! Reading the source: its identity (a probe), then ranged reads chunk by chunk, each
 //! wait bounded, every answer checked against the range asked for.
 
+use super::io::{Body, HttpRequest, Io};
 use super::run::Run;
+use super::settings::Settings;
 use super::wait::{Late, Limits};
-use super::{Body, HttpRequest, Io, Settings};
 use crate::error::Error;
 use crate::source::{self, Identity, Source, SourceError};
 use crate::upload::Upload;

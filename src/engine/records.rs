@@ -1,10 +1,15 @@
 //! An upload's keys in the store: loading it with its outcome laid over it, listing
 //! every upload, writing its record (the commit point), and removing its keys.
 
-use super::{storage, Io};
+use super::io::{Io, IoError};
 use crate::checkpoint;
 use crate::error::Error;
 use crate::upload::{Outcome, State, Upload};
+
+/// A failure of the key-value store, as the engine's error.
+pub(crate) fn storage(e: IoError) -> Error {
+    Error::Storage(e)
+}
 
 /// An upload's outcome, if it has ended.
 pub(crate) async fn read_end<I: Io>(io: &I, id: &str) -> Result<Option<Outcome>, Error> {

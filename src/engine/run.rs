@@ -1,9 +1,11 @@
 //! One invocation's work on one upload: its limits, what it read and loaded, and its
 //! saves.
 
+use super::io::Io;
 use super::records::commit;
+use super::records::storage;
+use super::settings::Settings;
 use super::wait::Limits;
-use super::{storage, Io, Settings};
 use crate::checkpoint;
 use crate::error::Error;
 use crate::hasher::PartMd5;

@@ -2,12 +2,18 @@
 //! retention and what racing invocations left behind, then advancing the unfinished
 //! ones, least recently attempted first.
 
+use super::advance::advance;
+use super::io::Io;
 use super::records::{keys_of, list, remove_keys};
-use super::{advance, Io, Settings, TOMBSTONE_SECS};
+use super::settings::Settings;
 use crate::checkpoint;
 use crate::error::Error;
 use crate::upload::{State, Upload};
 use std::time::Duration;
+
+/// A lone outcome key (its record gone: a cancel's tombstone, or the rest of a
+/// removal cut short) is kept this long, beyond any invocation still at work.
+const TOMBSTONE_SECS: u64 = 3600;
 
 /// Summary of a tick.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

@@ -3,11 +3,12 @@
 //! assemble the file. Which parts count, and what a refusal means, is decided by the
 //! upload ([`crate::upload`]); this sequences the reads, sends and saves.
 
+use super::io::Io;
 use super::read::read_chunk;
 use super::records::remove_keys;
+use super::records::storage;
 use super::run::Run;
 use super::vod::{send_part, PartResult};
-use super::{storage, Io};
 use crate::checkpoint;
 use crate::error::Error;
 use crate::parts::PartCutter;

@@ -3,9 +3,10 @@
 //! (in the spirit of object_store's `client/retry.rs`). Waits between invocations are
 //! the upload's [`crate::upload::Backoff`], not this.
 
+use super::io::{Body, HttpRequest, Io};
 use super::run::Run;
+use super::settings::Settings;
 use super::wait::{jitter, Late, Limits};
-use super::{Body, HttpRequest, Io, Settings};
 use crate::error::Error;
 use crate::protocol::{self, AnswerError, Call, Method, Signer, UploadPart};
 use crate::upload::Upload;

@@ -1,7 +1,7 @@
 //! Bounded waits: every request, body chunk and backoff of an invocation races its
 //! time limit and the stall limit, so an invocation always returns in time.
 
-use super::Io;
+use super::io::Io;
 use futures_util::future::{select, Either};
 use std::future::Future;
 use std::pin::pin;
