@@ -271,8 +271,17 @@ impl Upload {
 
     /// The service's fileId, once done.
     pub fn file_id(&self) -> Option<&str> {
+        self.done().map(|d| d.file_id.as_str())
+    }
+
+    /// The file's play URL, once done.
+    pub fn url(&self) -> Option<&str> {
+        self.done().map(|d| d.url.as_str())
+    }
+
+    fn done(&self) -> Option<&Done> {
         match &self.phase {
-            Phase::Done(d) => Some(&d.file_id),
+            Phase::Done(d) => Some(d),
             _ => None,
         }
     }

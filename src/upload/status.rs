@@ -55,11 +55,7 @@ pub fn status(up: &Upload) -> Value {
     if !up.spec.tags.is_empty() {
         map.insert("tags".into(), json!(up.spec.tags));
     }
-    let url = match &up.phase {
-        Phase::Done(d) => Some(d.url.as_str()),
-        _ => None,
-    };
-    for (key, value) in [("fileSha", up.file_sha()), ("fileId", up.file_id()), ("url", url)] {
+    for (key, value) in [("fileSha", up.file_sha()), ("fileId", up.file_id()), ("url", up.url())] {
         if let Some(value) = value {
             map.insert(key.into(), json!(value));
         }

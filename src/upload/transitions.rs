@@ -150,14 +150,16 @@ impl Upload {
     /// Uploading -> finishing when every part is sent; whether it was.
     pub fn all_sent(&mut self) -> bool {
         let size = self.identity.size;
-        match &mut self.phase {
+        self.phase = match std::mem::replace(&mut self.phase, Phase::Pending) {
             Phase::Uploading(u) if u.next_part(size).is_none() => {
-                let (file_sha, md5s) = (std::mem::take(&mut u.file_sha), std::mem::replace(&mut u.md5s, Md5s::new(1)));
-                self.phase = Phase::Finishing(Finishing { file_sha, md5s, part_size: u.part_size, repairs: u.repairs });
-                true
+                Phase::Finishing(Finishing { file_sha: u.file_sha, md5s: u.md5s, part_size: u.part_size, repairs: u.repairs })
             }
-            _ => false,
-        }
+            other => {
+                self.phase = other;
+                return false;
+            }
+        };
+        true
     }
 
     /// FinishUpload refused: when the service lacks parts or holds wrong ones, back to
@@ -165,16 +167,24 @@ impl Upload {
     /// what is missing, a bounded number of times. Whether it went back.
     pub fn finish_refused(&mut self, api: &ApiError) -> bool {
         let count = self.layout().count();
-        match &mut self.phase {
+        self.phase = match std::mem::replace(&mut self.phase, Phase::Pending) {
             Phase::Finishing(f) if !api.retryable && api.code == vod_codes::PARAMS && f.repairs < MAX_REPAIRS => {
-                let (file_sha, md5s) = (std::mem::take(&mut f.file_sha), std::mem::replace(&mut f.md5s, Md5s::new(1)));
-                let (part_size, repairs) = (f.part_size, f.repairs + 1);
-                self.phase =
-                    Phase::Uploading(Uploading { file_sha, md5s, part_size, done: DoneParts::all(count), session: false, repairs });
-                true
+                let done = DoneParts::all(count);
+                Phase::Uploading(Uploading {
+                    file_sha: f.file_sha,
+                    md5s: f.md5s,
+                    part_size: f.part_size,
+                    done,
+                    session: false,
+                    repairs: f.repairs + 1,
+                })
             }
-            _ => false,
-        }
+            other => {
+                self.phase = other;
+                return false;
+            }
+        };
+        true
     }
 
     /// -> done: the service holds the file. Its MD5s are no longer needed.
