@@ -11,6 +11,7 @@
 //! - [`upload`]: the upload as a state machine, each state with its data;
 //! - [`checkpoint`]: how an upload is stored (format 2; format 1 still read);
 //! - [`error`]: the engine's one error type and the stable codes users see;
+//! - [`notify`]: the completion webhook's events, signatures and retries;
 //! - [`engine`]: the I/O, sequenced over an [`engine::Io`] trait;
 //! - [`api`]: the HTTP API; `component` (wasm32 only): the Spin adapter.
 
@@ -26,6 +27,7 @@ pub mod hasher;
 pub mod hex;
 pub mod io_error;
 pub mod md5x4;
+pub mod notify;
 pub mod parts;
 pub mod protocol;
 pub mod sign;

@@ -9,7 +9,7 @@
 
 mod sim;
 
-use sim::scenario::{run_scenario, run_seed, stalled_next_to_healthy, Preseed, Scenario};
+use sim::scenario::{run_scenario, run_seed, run_seed_with, stalled_next_to_healthy, Preseed, Scenario};
 use sim::world::{KillWhen, Kills};
 
 /// Seeded scenarios per test below; the harness runs the tests in parallel.
@@ -142,7 +142,7 @@ fn trace_digest() {
     let mut lines = Vec::new();
     for seed in 0..TRACE_SEEDS {
         io_trace_start();
-        let ended = if run_seed(seed, None).is_ok() { "ok" } else { "failed" };
+        let ended = if run_seed_with(seed, None, false).is_ok() { "ok" } else { "failed" };
         lines.push(format!("seed {seed} {ended} {}", io_trace_take()));
     }
     for (i, sc) in kill_sweep_cases().iter().enumerate() {

@@ -121,10 +121,9 @@ pub async fn handle<I: Io, B: Body>(io: &I, config: &Config, req: ApiRequest<B>,
     }
     let method = method.as_str();
     let not_allowed = || ApiResponse::refused(Refusal::MethodNotAllowed, format!("{method} is not allowed on {path}"));
-    let status_of = |found: Result<Option<Upload>, Error>, id: &str| match found {
-        Ok(Some(up)) => ApiResponse::json(200, upload::status(&up)),
-        Ok(None) => ApiResponse::refused(Refusal::NotFound, format!("no upload {id}")),
-        Err(e) => ApiResponse::from_error(&e),
+    let status_of = |found: Result<Option<Upload>, Error>, id: &'_ str| {
+        let id = id.to_owned();
+        async move { status_answer(io, &config.settings, found, &id).await }
     };
     match segments.as_slice() {
         ["uploads"] => match method {
@@ -145,18 +144,18 @@ pub async fn handle<I: Io, B: Body>(io: &I, config: &Config, req: ApiRequest<B>,
             ApiResponse::refused(Refusal::NotFound, format!("no upload {id:?}: ids are 20 hex digits"))
         }
         ["uploads", id] => match method {
-            "GET" => status_of(engine::load(io, id).await, id),
-            "DELETE" => status_of(engine::cancel(io, id).await, id),
+            "GET" => status_of(engine::load(io, id).await, id).await,
+            "DELETE" => status_of(engine::cancel(io, id).await, id).await,
             _ => not_allowed(),
         },
         ["uploads", id, "advance"] => match method {
-            "POST" => status_of(engine::advance(io, &config.settings, id, started).await, id),
+            "POST" => status_of(engine::advance(io, &config.settings, id, started).await, id).await,
             _ => not_allowed(),
         },
         ["uploads", id, "retry"] => match method {
             "POST" => match engine::retry(io, id).await {
-                Ok(Some(_)) => status_of(engine::advance(io, &config.settings, id, started).await, id),
-                other => status_of(other, id),
+                Ok(Some(_)) => status_of(engine::advance(io, &config.settings, id, started).await, id).await,
+                other => status_of(other, id).await,
             },
             _ => not_allowed(),
         },
@@ -169,6 +168,7 @@ pub async fn handle<I: Io, B: Body>(io: &I, config: &Config, req: ApiRequest<B>,
                         "errors": report.errors.iter().map(|(id, code, message)| json!({"id": id, "code": code, "message": message})).collect::<Vec<_>>(),
                         "removed": report.removed,
                         "waiting": report.waiting,
+                        "notified": report.notified,
                     }),
                 ),
                 Err(e) => ApiResponse::from_error(&e),
@@ -176,6 +176,23 @@ pub async fn handle<I: Io, B: Body>(io: &I, config: &Config, req: ApiRequest<B>,
             _ => not_allowed(),
         },
         _ => ApiResponse::refused(Refusal::NotFound, format!("no route {path}")),
+    }
+}
+
+/// An upload's status, with where its completion event's delivery stands (`notified`)
+/// when the deployment has a webhook and the upload owes one.
+async fn status_answer<I: Io>(io: &I, settings: &Settings, found: Result<Option<Upload>, Error>, id: &str) -> ApiResponse {
+    match found {
+        Ok(Some(up)) => {
+            let mut status = upload::status(&up);
+            // Bookkeeping only: a store that cannot say leaves the field out.
+            if let Ok(Some(delivery)) = engine::delivery(io, settings, &up).await {
+                status["notified"] = delivery.status();
+            }
+            ApiResponse::json(200, status)
+        }
+        Ok(None) => ApiResponse::refused(Refusal::NotFound, format!("no upload {id}")),
+        Err(e) => ApiResponse::from_error(&e),
     }
 }
 

@@ -3,8 +3,10 @@
 //!
 //! Per upload there is one small main record (`vu1/{id}`), the commit point of work in
 //! progress, plus complete chunks of part MD5s (`vu1/{id}/md5/{k}`, 4096 MD5s = 64 KiB
-//! each), plus, once the upload has ended, its outcome (`vu1/{id}/end`). (`vu1/` is a
-//! namespace, not the format: the record says its format.)
+//! each), plus, once the upload has ended, its outcome (`vu1/{id}/end`) and, with a
+//! completion webhook, where its delivery stands (`vu1/{id}/notify` while it is tried,
+//! `vu1/{id}/notified/{done|failed}` once delivered). (`vu1/` is a namespace, not the format:
+//! the record says its format.)
 //!
 //! The key-value store has no compare-and-swap, so two invocations on one upload can
 //! overwrite each other's record. The outcome key is what makes an end stick: it is
@@ -48,6 +50,24 @@ pub fn md5_chunk_key(id: &str, k: u64) -> String {
 /// The key of an upload's outcome.
 pub fn end_key(id: &str) -> String {
     format!("{KEY_PREFIX}{id}/end")
+}
+
+/// The key of the completion-webhook delivery still under way for an upload (see
+/// [`crate::notify`]).
+pub fn notify_key(id: &str) -> String {
+    format!("{KEY_PREFIX}{id}/notify")
+}
+
+/// The key that holds the last delivered event of `kind` (`done` or `failed`): its
+/// own key per kind, so `/tick` sees from the key listing alone, without a read,
+/// which done uploads still owe their receiver an event.
+pub fn notified_key(id: &str, kind: &str) -> String {
+    format!("{KEY_PREFIX}{id}/notified/{kind}")
+}
+
+/// Every key a completion webhook may write for an upload.
+pub fn notify_keys(id: &str) -> [String; 3] {
+    [notify_key(id), notified_key(id, "failed"), notified_key(id, "done")]
 }
 
 /// The upload id of a main record's key (not of an auxiliary key).

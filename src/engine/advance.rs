@@ -3,6 +3,7 @@
 //! functions) and save.
 
 use super::io::Io;
+use super::notify::deliver_due;
 use super::records::{load_raw, settle};
 use super::run::Run;
 use super::settings::Settings;
@@ -15,8 +16,19 @@ use std::time::Duration;
 
 /// Works on upload `id` until it is done or the invocation's time (from `started`, on
 /// [`Io::now`]) is up; returns the upload as saved. `Ok(None)` when there is no such
-/// upload.
+/// upload. An upload that has ended done or failed then delivers its completion event,
+/// if one is due and there is time.
 pub async fn advance<I: Io>(io: &I, settings: &Settings, id: &str, started: Duration) -> Result<Option<Upload>, Error> {
+    let up = work_on(io, settings, id, started).await?;
+    if let Some(up) = up.as_ref().filter(|up| up.state().is_final()) {
+        // The upload's own state is saved; a delivery the store could not record is
+        // tried again by a later invocation, so its error is not this call's.
+        let _ = deliver_due(io, settings, up, started + settings.time_limit()).await;
+    }
+    Ok(up)
+}
+
+async fn work_on<I: Io>(io: &I, settings: &Settings, id: &str, started: Duration) -> Result<Option<Upload>, Error> {
     let (Some(mut up), end) = load_raw(io, id).await? else { return Ok(None) };
     if let Some(end) = end {
         return settle(io, up, &end).await.map(Some);

@@ -21,6 +21,7 @@
 mod advance;
 mod hashing;
 mod io;
+mod notify;
 mod read;
 mod records;
 mod run;
@@ -32,6 +33,7 @@ mod wait;
 
 pub use advance::advance;
 pub use io::{local, Body, FileInfo, HttpRequest, HttpResponse, Io, IoError};
+pub use notify::delivery;
 pub use read::probe;
 pub use records::{list, load, Listing};
 pub use settings::Settings;

@@ -1,5 +1,6 @@
 //! How the engine works: its time budget, limits, concurrency and backoff.
 
+use crate::notify::NotifyTarget;
 use crate::protocol::Signer;
 use crate::upload::Backoff;
 use std::time::Duration;
@@ -31,6 +32,8 @@ pub struct Settings {
     pub backoff: Backoff,
     /// How long done, failed and cancelled uploads are kept before `/tick` removes them.
     pub retention_secs: u64,
+    /// Where completion events go (`None`: nowhere).
+    pub notify: Option<NotifyTarget>,
 }
 
 impl Settings {
@@ -52,6 +55,7 @@ impl Settings {
             first_read: u64::MAX,
             backoff: Backoff { base_secs: 5, cap_secs: 900, give_up_secs: 24 * 3600 },
             retention_secs: 168 * 3600,
+            notify: None,
         }
     }
 }

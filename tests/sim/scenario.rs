@@ -2,12 +2,14 @@
 //! (alone or two or three at once on one upload, with kills, stalls and faults), and
 //! the checks that must hold after every step and at the end.
 
+use super::hooks::{HOOKS_HOST, HOOKS_SECRET};
 use super::model::{sha1_hex, Quirk, SourceFile, VOD_HOST};
 use super::world::{block_on, run, Kills, Latency, Rng, SimIo, Task, World};
 use std::rc::Rc;
 use std::time::Duration;
 use vod_uploader::checkpoint;
 use vod_uploader::engine::{self, Settings};
+use vod_uploader::notify::{event_for, NotifyTarget};
 use vod_uploader::protocol::{Credentials, Endpoint, Signer};
 use vod_uploader::sign::Algorithm;
 use vod_uploader::source::Source;
@@ -46,6 +48,8 @@ pub struct Scenario {
     pub expect: Expect,
     /// Key-value writes of keys containing this fail, that many times.
     pub failing_writes: Option<(String, u32)>,
+    /// A completion webhook whose receiver fails this fraction of deliveries.
+    pub webhook: Option<f64>,
 }
 
 /// What the service holds before the upload starts.
@@ -148,6 +152,7 @@ impl Scenario {
             latency: Latency { kv_ms: rng.pick(&[1u64, 3]), net_ms: rng.pick(&[1u64, 3, 10]) },
             expect,
             failing_writes: None,
+            webhook: None,
         }
     }
 
@@ -174,6 +179,7 @@ impl Scenario {
             latency: Latency { kv_ms: 1, net_ms: 1 },
             expect: Expect::Done,
             failing_writes: None,
+            webhook: None,
         }
     }
 
@@ -194,6 +200,11 @@ impl Scenario {
         s.attempts = 3;
         s.backoff = Backoff { base_secs: 1, cap_secs: 30, give_up_secs: 24 * 3600 };
         s.retention_secs = 3600;
+        if self.webhook.is_some() {
+            s.notify = Some(NotifyTarget::new(format!("http://{HOOKS_HOST}/hook"), HOOKS_SECRET));
+            // Long enough for every delivery's backoff before retention removes the upload.
+            s.retention_secs = 7 * 24 * 3600;
+        }
         s
     }
 }
@@ -265,8 +276,20 @@ impl Invariants {
 /// Runs the scenario of `seed`; `kills` overrides its kill plan (the exhaustive sweep).
 /// `Err` lists what went wrong, with the scenario.
 pub fn run_seed(seed: u64, kills: Option<Kills>) -> Result<Report, String> {
+    run_seed_with(seed, kills, true)
+}
+
+/// [`run_seed`], with or without the completion webhook some seeds have. It comes from
+/// a generator of its own, so a seed's scenario is otherwise the same either way (the
+/// trace digest pins the I/O of the seeds without it).
+pub fn run_seed_with(seed: u64, kills: Option<Kills>, webhook: bool) -> Result<Report, String> {
     let mut gen = Rng::new(seed.wrapping_mul(31).wrapping_add(7));
-    run_scenario(seed, &Scenario::generate(&mut gen), kills)
+    let mut sc = Scenario::generate(&mut gen);
+    let mut hooks = Rng::new(seed ^ 0x4f0c_4f0c);
+    if webhook && hooks.chance(0.3) {
+        sc.webhook = Some(hooks.pick(&[0.0, 0.1, 0.3]));
+    }
+    run_scenario(seed, &sc, kills)
 }
 
 /// Runs a given scenario (the world's randomness still from `seed`).
@@ -286,6 +309,7 @@ fn drive(seed: u64, sc: &Scenario, kills: Option<Kills>) -> Result<Report, Strin
     let world = World::new(seed, sc.latency);
     let mut rng = Rng::new(seed ^ 0xd1ce);
     let settings = Rc::new(sc.settings());
+    world.hooks.borrow_mut().fail = sc.webhook.unwrap_or(0.0);
     world.checkpoint_every.set(settings.checkpoint_every);
     let original = rng.bytes(sc.size);
     let name = source_name(sc.local, 0);
@@ -372,7 +396,10 @@ fn drive(seed: u64, sc: &Scenario, kills: Option<Kills>) -> Result<Report, Strin
         Preseed::Session { data_size } => data_size,
         _ => sc.part,
     }));
-    let mut inv = Invariants { ids: ids.clone(), done: vec![None; ids.len()], key_bound: 2 + parts_most.div_ceil(MD5S_PER_CHUNK) as usize };
+    // With a webhook, up to three keys more: a delivery under way, the failure told of,
+    // and done told of.
+    let key_bound = 2 + parts_most.div_ceil(MD5S_PER_CHUNK) as usize + if sc.webhook.is_some() { 3 } else { 0 };
+    let mut inv = Invariants { ids: ids.clone(), done: vec![None; ids.len()], key_bound };
     world.kills.set(kills.unwrap_or(if sc.kills > 0.0 { Kills::Random(sc.kills) } else { Kills::None }));
     if let Some((pattern, times)) = &sc.failing_writes {
         *world.failing_writes.borrow_mut() = Some((pattern.clone(), *times));
@@ -527,10 +554,17 @@ fn drive(seed: u64, sc: &Scenario, kills: Option<Kills>) -> Result<Report, Strin
     let (io, s) = (observer.clone(), settings.clone());
     let started = world.now();
     block_on(&world, async move { engine::tick(&io, &s, started).await }).map_err(|e| failure(&world, format!("tick: {e}")))?;
+    if sc.webhook.is_some() {
+        deliveries_arrive(&world, &observer, &settings, &ids)?;
+    }
     for (id, outcome) in ids.iter().zip(&outcomes) {
         let keys: Vec<String> = world.kv.borrow().keys().filter(|k| k.starts_with(&checkpoint::record_key(id))).cloned().collect();
-        if outcome == "Done" && keys != [checkpoint::record_key(id), checkpoint::end_key(id)] {
-            return Err(failure(&world, format!("done upload {id} holds {keys:?} after a tick, expected its record and outcome")));
+        let mut want = vec![checkpoint::record_key(id), checkpoint::end_key(id)];
+        if sc.webhook.is_some() {
+            want.push(checkpoint::notified_key(id, "done"));
+        }
+        if outcome == "Done" && keys != want {
+            return Err(failure(&world, format!("done upload {id} holds {keys:?} after a tick, expected {want:?}")));
         }
     }
     // Retention: a tick past it removes every key of every final upload.
@@ -548,6 +582,58 @@ fn drive(seed: u64, sc: &Scenario, kills: Option<Kills>) -> Result<Report, Strin
     report.duplicate_parts = world.service.borrow().duplicate_parts;
     report.outcome = outcomes.join(",");
     Ok(report)
+}
+
+/// Ticks (the clock moved on to each next attempt) until every ended upload's
+/// completion event has been taken by the receiver: with its one delivery id, the
+/// fileId or error it ended with, and a valid signature on every attempt.
+fn deliveries_arrive(world: &Rc<World>, observer: &SimIo, settings: &Rc<Settings>, ids: &[String]) -> Result<(), String> {
+    let mut last = Vec::new();
+    for round in 0..60 {
+        let mut owed = Vec::new();
+        for id in ids {
+            let up = load(world, observer, id).ok_or_else(|| failure(world, format!("upload {id} vanished")))?;
+            let Some(event) = event_for(&up) else { continue };
+            let hooks = world.hooks.borrow();
+            let taken = hooks.taken.get(id).map(Vec::as_slice).unwrap_or_default();
+            let matching: Vec<_> = taken.iter().filter(|t| t.delivery_id == event.delivery_id).cloned().collect();
+            if let Some(t) = matching.iter().find(|t| t.body["fileId"].as_str() != up.file_id() || t.kind != event.kind) {
+                return Err(failure(world, format!("upload {id} ended {:?} as {:?}, its event says {}", up.state(), up.file_id(), t.body)));
+            }
+            drop(hooks);
+            // Taken by the receiver, and known to be by the sender (a receiver may act
+            // and then fail to answer: the sender delivers again).
+            let (io, s, up2) = (observer.clone(), settings.clone(), up.clone());
+            let told = block_on(world, async move { engine::delivery(&io, &s, &up2).await }).ok().flatten();
+            if matching.is_empty() || told.as_ref().is_none_or(|d| d.delivered_at.is_none()) {
+                owed.push(format!("{id} (taken {}, sender: {told:?})", matching.len()));
+            }
+        }
+        if !world.hooks.borrow().bad.is_empty() {
+            return Err(failure(world, format!("the receiver refused deliveries: {:?}", world.hooks.borrow().bad)));
+        }
+        if owed.is_empty() {
+            return Ok(());
+        }
+        last = owed.clone();
+        // The next attempt is due after its backoff.
+        let next = owed
+            .iter()
+            .filter_map(|id| {
+                let id = id.split(' ').next().unwrap_or_default();
+                world.kv.borrow().get(&checkpoint::notify_key(id)).and_then(|v| vod_uploader::notify::Delivery::decode(v))
+            })
+            .map(|d| d.next_at)
+            .max()
+            .unwrap_or(0);
+        let unix = world.unix();
+        world.advance_clock(Duration::from_secs(next.saturating_sub(unix) + 1));
+        let (io, s) = (observer.clone(), settings.clone());
+        let started = world.now();
+        block_on(world, async move { engine::tick(&io, &s, started).await })
+            .map_err(|e| failure(world, format!("delivery tick {round}: {e}")))?;
+    }
+    Err(failure(world, format!("completion events still owed after 60 ticks: {:?}", last)))
 }
 
 /// How far an upload got: its state, bytes hashed, parts uploaded.

@@ -3,6 +3,7 @@
 //! engine's [`Io`] over it. Nothing here touches the real clock, network or disk;
 //! everything random comes from one seeded generator, so a seed replays exactly.
 
+use super::hooks::{Hooks, HOOKS_HOST};
 use super::model::{Service, SourceFile};
 use md5::Digest as _;
 use std::cell::{Cell, RefCell};
@@ -127,6 +128,11 @@ pub struct World {
     pub kv: RefCell<BTreeMap<String, Vec<u8>>>,
     pub sources: RefCell<HashMap<String, SourceFile>>,
     pub service: RefCell<Service>,
+    /// The completion webhook's receiver.
+    pub hooks: RefCell<Hooks>,
+    /// Every failure a record was ever written with (upload, ended at): a racing
+    /// invocation may overwrite it, but one written is one to tell of.
+    pub failed_written: RefCell<std::collections::HashSet<(String, u64)>>,
     pub latency: Latency,
     pub kills: Cell<Kills>,
     /// Writes of keys containing this fail (the store refuses them), that many times.
@@ -156,6 +162,8 @@ impl World {
             kv: RefCell::new(BTreeMap::new()),
             sources: RefCell::new(HashMap::new()),
             service: RefCell::new(Service::default()),
+            hooks: RefCell::new(Hooks::default()),
+            failed_written: RefCell::new(Default::default()),
             latency,
             kills: Cell::new(Kills::None),
             failing_writes: RefCell::new(None),
@@ -168,6 +176,26 @@ impl World {
             truth: RefCell::new(HashMap::new()),
             true_md5s: RefCell::new(HashMap::new()),
         })
+    }
+
+    /// A completion event must tell of an end already stored: a done upload's outcome
+    /// key (with the same fileId), a failed upload's record.
+    fn check_event_is_stored(&self, body: &[u8]) {
+        let Ok(event) = serde_json::from_slice::<serde_json::Value>(body) else { return };
+        let id = event["id"].as_str().unwrap_or_default();
+        let kv = self.kv.borrow();
+        let stored = match event["type"].as_str() {
+            Some("upload.done") => kv
+                .get(&checkpoint::end_key(id))
+                .and_then(|v| Outcome::decode(v).ok())
+                .is_some_and(|end| matches!(end, Outcome::Done { file_id, .. } if event["fileId"] == file_id.as_str())),
+            Some("upload.failed") => self.failed_written.borrow().contains(&(id.to_owned(), event["endedAt"].as_u64().unwrap_or_default())),
+            _ => false,
+        };
+        if !stored {
+            drop(kv);
+            self.violation(format!("a completion event before its end was stored: {event}"));
+        }
     }
 
     pub fn now(&self) -> Duration {
@@ -687,7 +715,11 @@ impl Io for SimIo {
         let host = request.url.split("://").nth(1).and_then(|r| r.split('/').next()).unwrap_or_default().to_owned();
         let now = self.world.now();
         let unix = self.world.unix();
-        let delivery = if host == super::model::VOD_HOST {
+        let delivery = if host == HOOKS_HOST {
+            self.world.check_event_is_stored(&request.body);
+            let mut rng = self.world.rng.borrow_mut();
+            self.world.hooks.borrow_mut().handle(&request, unix, &mut rng)
+        } else if host == super::model::VOD_HOST {
             let mut rng = self.world.rng.borrow_mut();
             self.world.service.borrow_mut().handle(&request, unix, &mut rng)
         } else {
@@ -785,6 +817,11 @@ impl Io for SimIo {
                     }
                 }
                 w.kv.borrow_mut().insert(key.to_owned(), value.to_vec());
+                if let Some(up) = checkpoint::id_of_record_key(key).and_then(|_| Upload::decode(value).ok()) {
+                    if let (State::Failed, Some(at)) = (up.state(), up.ended_at()) {
+                        w.failed_written.borrow_mut().insert((up.id.clone(), at));
+                    }
+                }
                 if let Some(inv) = inv {
                     if checkpoint::id_of_record_key(key).is_some() {
                         w.saw_record(inv, value, true);
