@@ -59,10 +59,12 @@ fn objects(format: &'static str, created: Vec<ObjectEvent>, ignored: usize) -> P
 
 const GCS_FINALIZED: &str = "google.cloud.storage.object.v1.finalized";
 const AZURE_CREATED: &str = "Microsoft.Storage.BlobCreated";
+const PUBSUB_PUBLISHED: &str = "google.cloud.pubsub.topic.v1.messagePublished";
 
 /// The format an event type belongs to, and its object if it is a creation. Azure's
 /// Data Lake `CreateFile` creation is ignored too (see [`azure_blob`]), so a creation
-/// type does not always give an object.
+/// type does not always give an object; a Pub/Sub message (Eventarc) gives one when it
+/// is a GCS `OBJECT_FINALIZE` notification.
 fn dispatch(kind: &str, subject: &str, data: &Value) -> Result<(&'static str, Option<ObjectEvent>), String> {
     if kind == GCS_FINALIZED {
         Ok(("cloudevents-gcs", Some(gcs_object(data)?)))
@@ -72,6 +74,12 @@ fn dispatch(kind: &str, subject: &str, data: &Value) -> Result<(&'static str, Op
         Ok(("cloudevents-azure", azure_blob(subject, data)?))
     } else if kind.starts_with("Microsoft.Storage.") {
         Ok(("cloudevents-azure", None))
+    } else if kind == PUBSUB_PUBLISHED {
+        // Eventarc's Pub/Sub trigger: the data is a push body, maybe a GCS notification.
+        match super::envelope::pubsub(data)? {
+            Parsed::Objects { mut created, .. } => Ok(("pubsub-gcs", created.pop())),
+            _ => Ok(("pubsub-gcs", None)),
+        }
     } else {
         Ok(("cloudevents", None))
     }

@@ -12,10 +12,13 @@ use super::{parse_value, ObjectEvent, Parsed, Store};
 /// (an S3 event notification or test event, as a JSON string).
 pub(super) fn sns(v: &Value) -> Result<Parsed, String> {
     match str_at(v, &["Type"]).unwrap_or_default() {
-        "SubscriptionConfirmation" => Ok(Parsed::SnsConfirm {
-            subscribe_url: text_at(v, &["SubscribeURL"]).ok_or("the SNS SubscriptionConfirmation has no SubscribeURL")?,
-            topic_arn: text_at(v, &["TopicArn"]).unwrap_or_default(),
-        }),
+        "SubscriptionConfirmation" => {
+            let url = text_at(v, &["SubscribeURL"]).ok_or("the SNS SubscriptionConfirmation has no SubscribeURL")?;
+            if !is_sns_url(&url) {
+                return Err(format!("the SNS SubscribeURL {url:?} is not an https URL of an SNS endpoint (sns.*.amazonaws.com)"));
+            }
+            Ok(Parsed::SnsConfirm { subscribe_url: url, topic_arn: text_at(v, &["TopicArn"]).unwrap_or_default() })
+        }
         "Notification" => {
             let message = str_at(v, &["Message"]).ok_or("the SNS Notification has no Message string")?;
             let inner: Value = serde_json::from_str(message)
@@ -31,6 +34,16 @@ pub(super) fn sns(v: &Value) -> Result<Parsed, String> {
             Err(format!("an SNS message of Type {other:?}; expected SubscriptionConfirmation, Notification or UnsubscribeConfirmation"))
         }
     }
+}
+
+/// Whether `url` is `https://sns.<region>.amazonaws.com[.cn]/…`: the handler GETs it,
+/// so a forged confirmation must not make it fetch anything else (an internal address,
+/// another port, credentials in the authority).
+fn is_sns_url(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("https://") else { return false };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default().to_ascii_lowercase();
+    let region = host.strip_prefix("sns.").and_then(|h| h.strip_suffix(".amazonaws.com").or_else(|| h.strip_suffix(".amazonaws.com.cn")));
+    region.is_some_and(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
 }
 
 /// A Pub/Sub push request carrying a GCS notification: the attributes name the event
@@ -82,4 +95,25 @@ pub(super) fn event_grid(items: &[Value]) -> Result<Parsed, String> {
         Some(code) => Parsed::EventGridValidation { code, created },
         None => Parsed::Objects { format: "eventgrid", created, ignored },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_sns_endpoints_are_confirmed() {
+        for ok in ["https://sns.us-west-2.amazonaws.com/?Action=ConfirmSubscription", "https://sns.cn-north-1.amazonaws.com.cn/x"] {
+            assert!(super::is_sns_url(ok), "{ok}");
+        }
+        for bad in [
+            "http://sns.us-west-2.amazonaws.com/",
+            "https://sns.us-west-2.amazonaws.com.evil.net/",
+            "https://evil.net/sns.us-west-2.amazonaws.com",
+            "https://user@sns.us-west-2.amazonaws.com/",
+            "https://sns.us-west-2.amazonaws.com:8080/",
+            "https://sns..amazonaws.com/",
+            "https://169.254.169.254/latest/meta-data/",
+        ] {
+            assert!(!super::is_sns_url(bad), "{bad}");
+        }
+    }
 }

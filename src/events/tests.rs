@@ -124,6 +124,24 @@ fn gcs_pubsub_push() {
     ignored_only("gcs-pubsub-push-delete", None, "pubsub-gcs");
 }
 
+#[test]
+fn a_forged_sns_confirmation_is_refused() {
+    let (h, b) = fixture("sns-subscription-confirmation", Some("sns-subscription-confirmation"));
+    let mut v: Value = serde_json::from_slice(&b).unwrap();
+    v["SubscribeURL"] = json!("http://10.0.0.1/admin");
+    let e = parse(&h, &serde_json::to_vec(&v).unwrap()).unwrap_err();
+    assert!(e.contains("not an https URL of an SNS endpoint"), "{e}");
+}
+
+#[test]
+fn eventarc_pubsub_cloudevent_carries_a_gcs_notification() {
+    let (_, b) = fixture("gcs-pubsub-push-finalize", None);
+    let headers = [("ce-type", "google.cloud.pubsub.topic.v1.messagePublished"), ("ce-specversion", "1.0")]
+        .map(|(n, v)| (n.to_owned(), v.to_owned()));
+    let e = created(parse(&headers, &b).unwrap());
+    assert_eq!(e, [one("gcs-pubsub-push-finalize", None, "pubsub-gcs")]);
+}
+
 // MicrosoftDocs/azure-docs articles/event-grid/event-schema-blob-storage.md.
 #[test]
 fn azure_cloudevents_and_event_grid() {
