@@ -157,3 +157,45 @@ pub fn webhook_options(headers: &[(String, String)], rate_per_minute: Option<u32
         allowed_rate: rate_per_minute.map_or_else(|| "*".to_owned(), |r| r.to_string()),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{parse, Parsed};
+    use base64::Engine as _;
+    use serde_json::json;
+
+    fn blob(api: &str, subject: &str) -> Result<Parsed, String> {
+        let e = json!({"specversion": "1.0", "type": "Microsoft.Storage.BlobCreated", "subject": subject,
+            "data": {"api": api, "eTag": "\"0x1\"", "contentLength": 7}});
+        parse(&[], &serde_json::to_vec(&e).unwrap())
+    }
+
+    #[test]
+    fn data_lake_create_file_waits_for_flush_with_close() {
+        let s = "/blobServices/default/containers/c/blobs/dir/a b.mp4";
+        assert_eq!(blob("CreateFile", s).unwrap(), Parsed::Objects { format: "cloudevents-azure", created: vec![], ignored: 1 });
+        let Parsed::Objects { created, .. } = blob("FlushWithClose", s).unwrap() else { panic!() };
+        assert_eq!((created[0].bucket.as_str(), created[0].key.as_str(), created[0].version.as_str()), ("c", "dir/a b.mp4", "0x1"));
+    }
+
+    #[test]
+    fn a_subject_that_names_no_blob_is_an_error() {
+        for s in ["", "/blobServices/default/containers/c", "/blobServices/default/containers//blobs/x", "/x/y"] {
+            assert!(blob("PutBlob", s).unwrap_err().contains("subject"), "{s}");
+        }
+    }
+
+    #[test]
+    fn structured_data_base64_and_other_types() {
+        let data = json!({"bucket": "b", "name": "k.mp4", "generation": 12, "size": "3"});
+        let b64 = base64::engine::general_purpose::STANDARD.encode(data.to_string());
+        let e = json!({"specversion": "1.0", "type": "google.cloud.storage.object.v1.finalized", "data_base64": b64});
+        let Parsed::Objects { created, .. } = parse(&[], &serde_json::to_vec(&e).unwrap()).unwrap() else { panic!() };
+        assert_eq!((created[0].version.as_str(), created[0].size), ("12", Some(3)));
+        let other = json!({"specversion": "1.0", "type": "com.example.other", "data": {}});
+        assert_eq!(
+            parse(&[], &serde_json::to_vec(&other).unwrap()).unwrap(),
+            Parsed::Objects { format: "cloudevents", created: vec![], ignored: 1 }
+        );
+    }
+}

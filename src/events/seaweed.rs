@@ -63,3 +63,54 @@ pub(super) fn parse(v: &Value) -> Result<Parsed, String> {
     let event = ObjectEvent { store: Store::Seaweed, bucket: bucket.to_owned(), key: key.to_owned(), size, version, etag, url: None };
     Ok(Parsed::Objects { format: FORMAT, created: vec![event], ignored: 0 })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{parse as parse_body, ObjectEvent, Parsed};
+    use serde_json::{json, Value};
+
+    /// The captured create event with `edit` applied.
+    fn create_with(edit: impl Fn(&mut Value)) -> Parsed {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/events/seaweed-create-file.json");
+        let mut v: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        edit(&mut v);
+        parse_body(&[], &serde_json::to_vec(&v).unwrap()).unwrap()
+    }
+
+    fn one(p: Parsed) -> ObjectEvent {
+        match p {
+            Parsed::Objects { mut created, ignored: 0, .. } if created.len() == 1 => created.remove(0),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn paths_outside_buckets_are_not_objects() {
+        for parent in ["/buckets/.system/log", "/topics/x", "/buckets", "/", "/other/vids"] {
+            let p = create_with(|v| v["message"]["new_parent_path"] = json!(parent));
+            assert_eq!(p, Parsed::Objects { format: "seaweed", created: vec![], ignored: 1 }, "{parent}");
+        }
+    }
+
+    #[test]
+    fn the_etag_falls_back_to_the_md5_then_mtime_and_size() {
+        let e = one(create_with(|v| v["message"]["new_entry"]["extended"] = json!({})));
+        assert_eq!((e.version.as_str(), e.etag.as_deref()), ("74568120cf553f9b1b57e07dadffa463", Some("74568120cf553f9b1b57e07dadffa463")));
+        let e = one(create_with(|v| {
+            v["message"]["new_entry"]["extended"] = json!({});
+            v["message"]["new_entry"]["attributes"]["md5"] = json!(null);
+        }));
+        assert_eq!((e.version.as_str(), e.etag), ("mtime 1795728800.000000000 size 3000000", None));
+    }
+
+    #[test]
+    fn a_rename_is_an_object_at_the_new_path_and_the_key_field_is_the_fallback() {
+        let e = one(create_with(|v| {
+            v["event_type"] = json!("rename");
+            v["message"]["new_parent_path"] = json!("/buckets/vids/done/");
+        }));
+        assert_eq!(e.key, "done/my clip+1.mp4");
+        let e = one(create_with(|v| v["message"]["new_parent_path"] = json!(null)));
+        assert_eq!((e.bucket.as_str(), e.key.as_str()), ("vids", "in/my clip+1.mp4"));
+    }
+}
