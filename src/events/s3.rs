@@ -9,6 +9,11 @@ use super::{ObjectEvent, Parsed, Store};
 /// A `Records[]` body: S3 (`eventSource` `aws:s3`), MinIO (`minio:s3`) or COS (records
 /// with `cos`). Records may mix created and other events.
 pub(super) fn records(v: &Value) -> Result<Parsed, String> {
+    records_of(v, false)
+}
+
+/// `records`, with every S3 record taken as MinIO's when `minio`.
+fn records_of(v: &Value, minio: bool) -> Result<Parsed, String> {
     let recs = v.get("Records").and_then(Value::as_array).ok_or("Records is not an array; expected an S3 event notification")?;
     let mut format = "s3";
     let mut created = Vec::new();
@@ -18,10 +23,11 @@ pub(super) fn records(v: &Value) -> Result<Parsed, String> {
             format = "cos";
             cos_record(r, i)?
         } else if r.get("s3").is_some() {
-            if str_at(r, &["eventSource"]) == Some("minio:s3") {
+            let minio = minio || str_at(r, &["eventSource"]) == Some("minio:s3");
+            if minio {
                 format = "minio";
             }
-            s3_record(r, i)?
+            s3_record(r, i, minio)?
         } else {
             return Err(format!("Records[{i}] has neither s3 nor cos"));
         };
@@ -39,14 +45,7 @@ pub(super) fn minio(v: &Value) -> Result<Parsed, String> {
     if v.get("Records").and_then(Value::as_array).is_none_or(Vec::is_empty) {
         return Err("a MinIO event (EventName, Key) without Records: nothing names the object version".into());
     }
-    match records(v)? {
-        Parsed::Objects { created, ignored, .. } => Ok(Parsed::Objects {
-            format: "minio",
-            created: created.into_iter().map(|e| ObjectEvent { store: Store::Minio, ..e }).collect(),
-            ignored,
-        }),
-        other => Ok(other),
-    }
+    records_of(v, true)
 }
 
 /// Whether an S3-style event name (with or without the `s3:`/`cos:` prefix) is a
@@ -56,19 +55,20 @@ fn is_created(name: &str) -> bool {
     name.starts_with("ObjectCreated:")
 }
 
-fn s3_record(r: &Value, i: usize) -> Result<Option<ObjectEvent>, String> {
+fn s3_record(r: &Value, i: usize, minio: bool) -> Result<Option<ObjectEvent>, String> {
     if !is_created(str_at(r, &["eventName"]).unwrap_or_default()) {
         return Ok(None);
     }
-    let store = match str_at(r, &["eventSource"]) {
-        Some("minio:s3") => Store::Minio,
-        _ => Store::S3,
-    };
+    let store = if minio { Store::Minio } else { Store::S3 };
     let o = |k: &str| text_at(r, &["s3", "object", k]);
     let bucket = text_at(r, &["s3", "bucket", "name"]).ok_or_else(|| format!("Records[{i}] has no s3.bucket.name"))?;
     let key = o("key").ok_or_else(|| format!("Records[{i}] has no s3.object.key"))?;
     let etag = o("eTag").map(|t| unquote(&t)).filter(|t| !t.is_empty());
-    let version = o("versionId")
+    // MinIO's documented events of unversioned buckets all say versionId "1" (a
+    // constant: its real version ids are UUIDs), which would make an overwrite look
+    // like a redelivery; the ETag tells those apart.
+    let version_id = o("versionId").filter(|v| !(store == Store::Minio && v == "1"));
+    let version = version_id
         .or_else(|| etag.clone())
         .or_else(|| o("sequencer"))
         .ok_or_else(|| format!("Records[{i}] has no versionId, eTag or sequencer for {key:?}"))?;
