@@ -13,14 +13,17 @@
 //! An `Err` is a body of no known format (answer 400 with the text, which lists the
 //! formats expected) or of a known one missing what an upload needs.
 //!
-//! The CloudEvents webhook `OPTIONS` handshake is [`webhook_options`].
+//! The CloudEvents webhook `OPTIONS` handshake (Azure with the CloudEvents schema) is
+//! [`webhook_options`]. Authenticating the sender is the handler's job, before `parse`:
+//! MinIO sends the `Authorization` it was configured with, SeaweedFS
+//! `Authorization: Bearer <bearer_token>`; SNS and Event Grid sign or validate instead.
 //!
-//! Formats ([`Parsed::Objects::format`]): `s3` (S3 `Records[]`), `minio` (MinIO's
+//! Formats (the `format` of [`Parsed::Objects`]): `s3` (S3 `Records[]`), `minio` (MinIO's
 //! webhook: top-level `EventName`/`Key` around `Records[]`), `cos` (Tencent COS
 //! `Records[].cos`), `sns` (the SNS HTTPS envelope around S3 events), `eventbridge`
 //! (S3 "Object Created"), `cloudevents-gcs` and `cloudevents-azure` (binary `ce-*`
 //! headers or structured, single or batch), `pubsub-gcs` (GCS notifications pushed by
-//! Pub/Sub), `eventgrid` (Azure Event Grid schema), `seaweed` (SeaweedFS filer webhook).
+//! Pub/Sub, or delivered by Eventarc as `messagePublished` CloudEvents), `eventgrid` (Azure Event Grid schema), `seaweed` (SeaweedFS filer webhook).
 //!
 //! Every sender delivers at least once, so [`upload_id`] derives the upload from the
 //! object version's identity alone: a repeated event names the same upload, a new
