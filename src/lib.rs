@@ -23,6 +23,7 @@ pub mod checkpoint;
 mod component;
 pub mod engine;
 pub mod error;
+pub mod events;
 pub mod hasher;
 pub mod hex;
 pub mod io_error;
