@@ -14,6 +14,9 @@ use std::fmt;
 pub mod codes {
     /// The request is malformed (JSON, fields, types).
     pub const BAD_REQUEST: &str = "bad_request";
+    /// A service the request needed (an event sender's confirmation endpoint) refused or
+    /// could not be reached.
+    pub const UPSTREAM: &str = "upstream_error";
     /// Missing or wrong bearer token.
     pub const UNAUTHORIZED: &str = "unauthorized";
     /// No such upload or route.
@@ -164,6 +167,8 @@ pub enum Refusal {
     Config,
     /// The key-value store cannot be opened.
     Storage,
+    /// A service the request needed refused or could not be reached.
+    Upstream,
 }
 
 impl Refusal {
@@ -177,6 +182,7 @@ impl Refusal {
             Refusal::PayloadTooLarge => (413, codes::PAYLOAD_TOO_LARGE),
             Refusal::Config => (503, codes::CONFIG),
             Refusal::Storage => (500, codes::STORAGE),
+            Refusal::Upstream => (502, codes::UPSTREAM),
         }
     }
 }
@@ -268,6 +274,7 @@ mod tests {
             (Refusal::PayloadTooLarge, 413, "payload_too_large"),
             (Refusal::Config, 503, "config_error"),
             (Refusal::Storage, 500, "storage_error"),
+            (Refusal::Upstream, 502, "upstream_error"),
         ];
         for (refusal, status, code) in refusals {
             assert_eq!(refusal.answer(), (status, code), "{refusal:?}");

@@ -31,7 +31,9 @@ async fn env() -> Env {
         policy: SourcePolicy {
             allowed_origins: vec![format!("http://{}", stack.files.addr)],
             local_root: Some(stack.root.to_str().unwrap().into()),
+            ..SourcePolicy::default()
         },
+        events: Default::default(),
     };
     Env { stack, io, config }
 }
@@ -43,7 +45,7 @@ impl Env {
 
     async fn call_as(&self, method: &str, path: &str, body: &str, token: Option<&str>) -> ApiResponse {
         let headers = token.map(|t| vec![("Authorization".to_owned(), format!("Bearer {t}"))]).unwrap_or_default();
-        let req = ApiRequest { method: method.into(), path: path.into(), headers, body: body.as_bytes().to_vec() };
+        let req = ApiRequest { method: method.into(), path: path.into(), query: String::new(), headers, body: body.as_bytes().to_vec() };
         let response = api::handle(&self.io, &self.config, req, now()).await;
         let text = String::from_utf8(response.body_bytes()).unwrap();
         for secret in [DEV_SECRET_KEY, TOKEN, "X-Amz-Signature=topsecret"] {
@@ -156,7 +158,7 @@ async fn every_route_but_healthz_needs_the_token() {
     }
     let mut open = env.config.clone();
     open.api_token = String::new();
-    let req = ApiRequest { method: "GET".into(), path: "/uploads".into(), headers: vec![], body: vec![] };
+    let req = ApiRequest { method: "GET".into(), path: "/uploads".into(), query: String::new(), headers: vec![], body: vec![] };
     let r = api::handle(&env.io, &open, req, now()).await;
     assert_eq!((r.status, r.body["error"]["code"].clone()), (503, Value::from("config_error")));
 }
@@ -197,7 +199,7 @@ async fn the_token_is_checked_before_the_body_is_read() {
         if let Some(n) = length {
             headers.push(("content-length".to_owned(), n.to_string()));
         }
-        let req = ApiRequest { method: "POST".into(), path: "/uploads".into(), headers, body: Endless { read: read.clone(), left: huge } };
+        let req = ApiRequest { method: "POST".into(), path: "/uploads".into(), query: String::new(), headers, body: Endless { read: read.clone(), left: huge } };
         let r = api::handle(&env.io, &env.config, req, now()).await;
         assert_eq!(r.status, status, "{token:?} {length:?}: {:?}", r.body);
         assert!(read.get() <= most, "{token:?} {length:?}: {} bytes read", read.get());
@@ -211,7 +213,7 @@ async fn bearer_in_any_case_and_configuration_problems_named_only_to_the_token_h
     let env = env().await;
     for scheme in ["bearer", "BEARER", "BeArEr"] {
         let headers = vec![("Authorization".to_owned(), format!("{scheme} {TOKEN}"))];
-        let req = ApiRequest { method: "GET".into(), path: "/uploads".into(), headers, body: vec![] };
+        let req = ApiRequest { method: "GET".into(), path: "/uploads".into(), query: String::new(), headers, body: vec![] };
         assert_eq!(api::handle(&env.io, &env.config, req, now()).await.status, 200, "{scheme}");
     }
     let problem = "the vod_endpoint variable: invalid VOD endpoint: scheme must be http or https";

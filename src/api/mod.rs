@@ -7,9 +7,11 @@
 
 pub mod answer;
 pub mod create;
+pub mod events;
 
 pub use answer::{error_body, ApiResponse};
 pub use create::{parse_create, MAX_TAGS, MAX_TAG_CHARS};
+pub use events::{After, EventsConfig};
 
 use crate::engine::{self, Body, Io, IoError, Settings};
 use crate::error::{Error, Refusal};
@@ -29,6 +31,8 @@ pub struct ApiRequest<B = Vec<u8>> {
     pub method: String,
     /// Path without the query.
     pub path: String,
+    /// The query, without its `?` (empty when there is none).
+    pub query: String,
     /// Headers.
     pub headers: Vec<(String, String)>,
     /// The body.
@@ -51,6 +55,8 @@ pub struct Config {
     pub settings: Settings,
     /// Allowed sources.
     pub policy: SourcePolicy,
+    /// Storage events in (`/events`).
+    pub events: EventsConfig,
 }
 
 /// Compares without an early exit, so the time taken says nothing about the token.
@@ -85,14 +91,19 @@ pub fn config_problem(headers: &[(String, String)], api_token: Option<&str>, pro
 /// Reads the body, refusing one over [`MAX_BODY`] from its Content-Length or after at
 /// most `MAX_BODY + 1` bytes, never holding more.
 async fn read_body<B: Body>(headers: &[(String, String)], body: &mut B) -> Result<Vec<u8>, ApiResponse> {
-    let too_large = || ApiResponse::refused(Refusal::PayloadTooLarge, format!("request body is over {MAX_BODY} bytes"));
-    if crate::source::header(headers, "content-length").and_then(|v| v.trim().parse::<u64>().ok()).is_some_and(|n| n > MAX_BODY as u64) {
+    read_body_within(headers, body, MAX_BODY).await
+}
+
+/// [`read_body`] with another limit.
+pub(crate) async fn read_body_within<B: Body>(headers: &[(String, String)], body: &mut B, limit: usize) -> Result<Vec<u8>, ApiResponse> {
+    let too_large = || ApiResponse::refused(Refusal::PayloadTooLarge, format!("request body is over {limit} bytes"));
+    if crate::source::header(headers, "content-length").and_then(|v| v.trim().parse::<u64>().ok()).is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
     let mut out = Vec::new();
     while let Some(chunk) = body.chunk().await {
         let chunk = chunk.map_err(|e| ApiResponse::refused(Refusal::BadRequest, format!("request body unreadable: {e}")))?;
-        if out.len() + chunk.len() > MAX_BODY {
+        if out.len() + chunk.len() > limit {
             return Err(too_large());
         }
         out.extend_from_slice(&chunk);
@@ -104,15 +115,42 @@ fn valid_id(id: &str) -> bool {
     id.len() == 20 && id.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// Handles one request; `started` is when the invocation began, on [`Io::now`] (the
-/// work budget counts from there). The caller is authenticated before the body is read.
+/// Handles one request, then does the work it leaves for after its answer (see
+/// [`handle_then`]); `started` is when the invocation began, on [`Io::now`] (the work
+/// budget counts from there). The caller is authenticated before the body is read.
 pub async fn handle<I: Io, B: Body>(io: &I, config: &Config, req: ApiRequest<B>, started: Duration) -> ApiResponse {
-    let ApiRequest { method, path, headers, mut body } = req;
+    let (response, after) = handle_then(io, config, req, started).await;
+    after.run(io, config, started).await;
+    response
+}
+
+/// Handles one request and says what work is left for after the answer is sent (a
+/// host that can answer early, as Spin can, sends it first: event senders time out).
+pub async fn handle_then<I: Io, B: Body>(io: &I, config: &Config, req: ApiRequest<B>, started: Duration) -> (ApiResponse, After) {
+    let ApiRequest { method, path, query, headers, mut body } = req;
     let path = path.trim_end_matches('/');
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     if segments == ["healthz"] {
-        return ApiResponse::json(200, json!({ "ok": true }));
+        return (ApiResponse::json(200, json!({ "ok": true })), After::default());
     }
+    // Event senders have their own token (a storage service is not an API client).
+    if segments == ["events"] {
+        return events::handle(io, config, &method, &headers, &query, &mut body).await;
+    }
+    (answer(io, config, method, path, headers, body, started).await, After::default())
+}
+
+/// The API's own routes, behind its token.
+async fn answer<I: Io, B: Body>(
+    io: &I,
+    config: &Config,
+    method: String,
+    path: &str,
+    headers: Vec<(String, String)>,
+    mut body: B,
+    started: Duration,
+) -> ApiResponse {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     if config.api_token.is_empty() {
         return config_problem(&headers, None, "");
     }

@@ -130,6 +130,8 @@ impl Record {
             attempted_at: self.attempted_at,
             read_rate: self.read_rate,
             stats: self.stats,
+            // Format 1 predates storage events.
+            origin: None,
         })
     }
 

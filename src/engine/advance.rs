@@ -4,12 +4,13 @@
 
 use super::io::Io;
 use super::notify::deliver_due;
+use super::read::probe;
 use super::records::{load_raw, settle};
 use super::run::Run;
 use super::settings::Settings;
 use super::wait::Limits;
 use crate::error::Error;
-use crate::source::SourceError;
+use crate::source::{Source, SourceError};
 use crate::upload::{State, Upload};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -85,7 +86,15 @@ impl<I: Io> Run<'_, I> {
                 return Ok(());
             }
             match up.state() {
-                State::Pending => up.start_hashing(),
+                State::Pending => {
+                    if up.needs_probe() {
+                        // Created from an event: the source as the store has it now.
+                        let identity = probe(self.io, self.s, &up.spec.source).await?;
+                        up.stats.source_requests += matches!(up.spec.source, Source::Url(_)) as u64;
+                        up.probed(identity).map_err(SourceError::Changed)?;
+                    }
+                    up.start_hashing()
+                }
                 State::Hashing => self.hash(up).await?,
                 State::Uploading => self.upload(up).await?,
                 State::Finishing => self.finish(up).await?,

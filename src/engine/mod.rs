@@ -19,6 +19,7 @@
 //!   would kill it.
 
 mod advance;
+mod events;
 mod hashing;
 mod io;
 mod notify;
@@ -32,6 +33,7 @@ mod vod;
 mod wait;
 
 pub use advance::advance;
+pub use events::{record_event, Recorded};
 pub use io::{local, Body, FileInfo, HttpRequest, HttpResponse, Io, IoError};
 pub use notify::delivery;
 pub use read::probe;

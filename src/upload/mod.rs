@@ -8,11 +8,13 @@
 //! or of the engine's errors.
 
 mod md5s;
+mod origin;
 mod state;
 mod status;
 mod transitions;
 
 pub use md5s::{md5_in_chunk, Md5Append, Md5s, MD5S_PER_CHUNK};
+pub use origin::EventOrigin;
 pub use state::{Cancelled, Done, Failed, Finishing, HashState, Hashing, Phase, State, Uploading};
 pub use status::{display_source, status};
 pub use transitions::{Backoff, PartVerdict, MAX_REPAIRS};
@@ -180,6 +182,9 @@ pub struct Upload {
     /// What it cost.
     #[serde(default)]
     pub stats: Stats,
+    /// The object version a storage event announced, for uploads created from one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<EventOrigin>,
 }
 
 /// The id of an upload: the same request for the same unchanged source gets the same
@@ -232,6 +237,7 @@ impl Upload {
             attempted_at: 0,
             read_rate: 0,
             stats: Stats::default(),
+            origin: None,
         }
     }
 

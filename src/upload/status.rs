@@ -60,6 +60,9 @@ pub fn status(up: &Upload) -> Value {
             map.insert(key.into(), json!(value));
         }
     }
+    if let Some(o) = &up.origin {
+        map.insert("event".into(), json!({ "store": o.store, "bucket": o.bucket, "key": o.key, "version": o.version, "confirmed": o.confirmed }));
+    }
     if let Some(error) = up.error() {
         map.insert("error".into(), json!(error));
     }
