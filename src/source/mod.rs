@@ -6,6 +6,7 @@
 mod error;
 mod names;
 mod range;
+pub mod sigv4;
 
 pub use error::SourceError;
 pub use names::{is_plain_file_type, sanitize_file_name, MAX_FILE_TYPE_LEN};
