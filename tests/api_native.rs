@@ -31,6 +31,7 @@ async fn env() -> Env {
         policy: SourcePolicy {
             allowed_origins: vec![format!("http://{}", stack.files.addr)],
             local_root: Some(stack.root.to_str().unwrap().into()),
+            s3: false,
         },
     };
     Env { stack, io, config }

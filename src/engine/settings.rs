@@ -1,6 +1,7 @@
 //! How the engine works: its time budget, limits, concurrency and backoff.
 
 use crate::protocol::Signer;
+use crate::source::s3::S3Access;
 use crate::upload::Backoff;
 use std::time::Duration;
 
@@ -31,6 +32,10 @@ pub struct Settings {
     pub backoff: Backoff,
     /// How long done, failed and cancelled uploads are kept before `/tick` removes them.
     pub retention_secs: u64,
+    /// Signed (SigV4) access to an S3-compatible store: `s3://` sources are read through
+    /// it, and so are URL sources under its origin that are not presigned. `None`: every
+    /// source is read unsigned, as given.
+    pub s3: Option<S3Access>,
 }
 
 impl Settings {
@@ -52,6 +57,7 @@ impl Settings {
             first_read: u64::MAX,
             backoff: Backoff { base_secs: 5, cap_secs: 900, give_up_secs: 24 * 3600 },
             retention_secs: 168 * 3600,
+            s3: None,
         }
     }
 }
