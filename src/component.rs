@@ -7,7 +7,7 @@ use crate::engine::{local, Body, FileInfo, HttpRequest, HttpResponse, Io, IoErro
 use crate::error::Refusal;
 use crate::protocol::{Credentials, Endpoint, Signer, DEFAULT_ENDPOINT};
 use crate::sign::Algorithm;
-use crate::source::SourcePolicy;
+use crate::source::{s3::S3Access, SourcePolicy};
 use futures_util::stream::{Stream, StreamExt};
 use spin_sdk::http::conversions::TryIntoOutgoingRequest;
 use spin_sdk::http::{IncomingRequest, IncomingResponse, OutgoingBody, OutgoingRequest, Request, Response};
@@ -233,11 +233,16 @@ fn config() -> Result<Config, String> {
     settings.memory_threshold = read_once << 20;
     settings.backoff.give_up_secs = number("give_up_hours", settings.backoff.give_up_secs / 3600)?.saturating_mul(3600);
     settings.retention_secs = number("retention_hours", settings.retention_secs / 3600)?.saturating_mul(3600);
-    let policy = SourcePolicy::from_variables(
+    let mut policy = SourcePolicy::from_variables(
         variable("source_origin").as_deref(),
         variable("other_source_origins").as_deref(),
         variable("local_dir").as_deref(),
     )?;
+    let s3 = ["source_access_key_id", "source_secret_access_key", "source_session_token", "source_region", "source_addressing"]
+        .map(variable);
+    let [id, secret, token, region, addressing] = s3.each_ref().map(Option::as_deref);
+    settings.s3 = S3Access::from_variables(id, secret, token, region, addressing, variable("source_origin").as_deref())?;
+    policy.s3 = settings.s3.is_some();
     Ok(Config { api_token: variable("api_token").unwrap_or_default(), settings, policy })
 }
 

@@ -31,7 +31,7 @@ async fn env() -> Env {
         policy: SourcePolicy {
             allowed_origins: vec![format!("http://{}", stack.files.addr)],
             local_root: Some(stack.root.to_str().unwrap().into()),
-            ..SourcePolicy::default()
+            s3: false,
         },
         events: Default::default(),
     };

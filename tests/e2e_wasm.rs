@@ -303,3 +303,34 @@ async fn hashing_code_matches_the_crates_inside_wasm() {
     let stdout = up::wasm::run_command(&wasm, &["check".into(), "300".into()]).await.expect("the check ran");
     assert_eq!(String::from_utf8_lossy(&stdout), "ok\n");
 }
+
+/// A private bucket (`host-sim files --sigv4`) read through `s3://` by the real component,
+/// configured by the `source_*` variables of spin.toml: byte-identical with the right
+/// secret; `source_denied` naming the key id, never the secret, with a wrong one.
+#[tokio::test]
+async fn private_s3_object_through_the_wasm_component() {
+    let (key_id, secret) = ("AKIDWASMBUCKET", "wasm/Secret+0123456789EXAMPLE");
+    let mut env = env(Options { faults: 0.0, ..Options::default() }).await;
+    let auth = format!("{key_id}:{secret}").parse().unwrap();
+    let bucket = host_sim::files::start_with(env.stack.root.clone(), "127.0.0.1:0".parse().unwrap(), Some(auth)).await.unwrap();
+    std::fs::create_dir_all(env.stack.root.join("vids/in")).unwrap();
+    let sha = env.file("vids/in/my clip+1.mp4", 3 * 1_048_576 + 7, 21);
+    let origin = format!("http://{}", bucket.addr);
+    for (given, ok) in [(secret, true), ("wrong-secret-value", false)] {
+        let vars = [("source_origin", origin.as_str()), ("source_access_key_id", key_id), ("source_secret_access_key", given)];
+        env.host = up::server::start(env.stack.up_config(&manifest(), TOKEN, &vars)).await.unwrap();
+        let body = serde_json::json!({ "source": "s3://vids/in/my clip+1.mp4" }).to_string();
+        let (status, v) = env.call("POST", "/uploads", &body, Some(TOKEN)).await;
+        if ok {
+            assert!(status == 201, "create answered {status}: {v}");
+            let done = env.drive(v["id"].as_str().unwrap(), 200).await;
+            assert_eq!((done["state"].as_str(), done["fileSha"].as_str()), (Some("done"), Some(sha.as_str())), "{done}");
+            assert_eq!(done["source"], "s3://vids/in/my clip+1.mp4");
+            assert_eq!(env.stored_sha1(done["fileId"].as_str().unwrap()).await, (3 * 1_048_576 + 7, sha.clone()));
+        } else {
+            let text = v.to_string();
+            assert_eq!(v["error"]["code"], "source_denied", "{status}: {text}");
+            assert!(text.contains(key_id) && !text.contains(given) && !text.contains(secret), "{text}");
+        }
+    }
+}

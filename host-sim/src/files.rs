@@ -5,6 +5,8 @@
 //!   `If-Match` / `If-Unmodified-Since` with 412, as S3 and its peers do.
 //! - `GET /gen/{size}/{seed}` serves `size` deterministic pseudo-random bytes that are
 //!   never stored (any range computed on the fly), for very large test sources.
+//! - With an [`Auth`](crate::files_auth::Auth) (`--sigv4 KEYID:SECRET`) it is a private
+//!   S3 bucket: every other request must be SigV4-signed by that key (see `files_auth`).
 //! - `GET /_stats` reports requests (misbehaving ones too) and body bytes served, for
 //!   benchmarks.
 //!
@@ -27,6 +29,7 @@
 //! | `fault=status&status=NNN[&after=K]` | NNN (200-599) with a small JSON body; with `after`, the first K requests for the same path and query answer normally |
 //! | `fault=slow&bps=N` | the headers at once, the body at most N bytes a second |
 
+use crate::files_auth::Auth;
 use crate::http::{self, Body, Dropped};
 use crate::sample::fill_generated;
 use bytes::Bytes;
@@ -72,9 +75,14 @@ impl Drop for Running {
 
 /// Starts serving `root` on `listen`.
 pub async fn start(root: PathBuf, listen: SocketAddr) -> std::io::Result<Running> {
+    start_with(root, listen, None).await
+}
+
+/// Starts serving `root` on `listen`, as a private S3 bucket when `auth` is given.
+pub async fn start_with(root: PathBuf, listen: SocketAddr, auth: Option<Auth>) -> std::io::Result<Running> {
     let stats = Arc::new(Stats::default());
     let (held, gone) = watch::channel(());
-    let state = Arc::new(State { root, stats: stats.clone(), seen: Mutex::default(), gone });
+    let state = Arc::new(State { root, stats: stats.clone(), seen: Mutex::default(), gone, auth });
     let (addr, task) = http::serve(listen, move |req| {
         let state = state.clone();
         async move { handle(&state, req).await }
@@ -91,6 +99,8 @@ struct State {
     seen: Mutex<HashMap<String, u64>>,
     /// Never changes; closes when the server is dropped.
     gone: watch::Receiver<()>,
+    /// The key requests must be signed by, if any.
+    auth: Option<Auth>,
 }
 
 impl State {
@@ -313,6 +323,9 @@ async fn handle(state: &State, req: Request<Incoming>) -> Result<Response<Body>,
             StatusCode::OK,
             &json!({"requests": stats.requests.load(Ordering::Relaxed), "bytes": stats.bytes.load(Ordering::Relaxed)}),
         ));
+    }
+    if let Some(refused) = state.auth.as_ref().and_then(|a| a.check(req.method().as_str(), req.uri(), req.headers(), SystemTime::now()).err()) {
+        return Ok(refused);
     }
     match Fault::parse(req.uri().query().unwrap_or("")) {
         Err(why) => Ok(error(StatusCode::BAD_REQUEST, &why)),

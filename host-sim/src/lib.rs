@@ -19,6 +19,7 @@
 pub mod client;
 pub mod demo;
 pub mod files;
+pub mod files_auth;
 pub mod http;
 pub mod kv;
 pub mod native;

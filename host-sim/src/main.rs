@@ -98,6 +98,10 @@ struct FilesArgs {
     /// Address to listen on; port 0 picks a free port. The address is printed once ready.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// Serve as a private S3 bucket (path style, /BUCKET/KEY): every request must be
+    /// signed with AWS SigV4 by this key, given as KEYID:SECRET.
+    #[arg(long, env = "HOST_SIM_SIGV4", value_name = "KEYID:SECRET", hide_env_values = true)]
+    sigv4: Option<host_sim::files_auth::Auth>,
 }
 
 fn parse_dir(s: &str) -> Result<(PathBuf, String), String> {
@@ -134,7 +138,7 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
 }
 
 async fn run_files(args: FilesArgs) -> anyhow::Result<()> {
-    let running = host_sim::files::start(args.root, args.listen).await?;
+    let running = host_sim::files::start_with(args.root, args.listen, args.sigv4).await?;
     println!("host-sim files listening on {}", running.addr);
     tokio::signal::ctrl_c().await?;
     Ok(())

@@ -108,7 +108,7 @@ mod tests {
     use super::*;
 
     fn policy() -> SourcePolicy {
-        SourcePolicy { allowed_origins: vec!["https://bucket.example".into()], local_root: Some("/data".into()) }
+        SourcePolicy { allowed_origins: vec!["https://bucket.example".into()], local_root: Some("/data".into()), s3: false }
     }
 
     fn err(body: &str) -> (u16, String, String) {

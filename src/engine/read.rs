@@ -1,32 +1,24 @@
 //! Reading the source: its identity (a probe), then ranged reads chunk by chunk, each
 //! wait bounded, every answer checked against the range asked for.
 
-use super::io::{Body, HttpRequest, Io};
+use super::io::{Body, HttpRequest, HttpResponse, Io};
 use super::run::Run;
 use super::settings::Settings;
 use super::wait::{Late, Limits};
 use crate::error::Error;
+use crate::source::s3::{self, S3Access};
 use crate::source::{self, Identity, Source, SourceError};
 use crate::upload::Upload;
 use std::rc::Rc;
 
-/// Learns a source's identity: a one-byte ranged GET for URLs, metadata for paths.
+/// Learns a source's identity: a one-byte ranged GET for URLs and S3 objects, metadata
+/// for paths.
 pub async fn probe<I: Io>(io: &I, settings: &Settings, source: &Source) -> Result<Identity, Error> {
     let limits = Limits { hard: io.now() + settings.time_limit(), stall: settings.stall_timeout };
     match source {
-        Source::Url(url) => {
-            let request = HttpRequest {
-                method: "GET",
-                url: url.clone(),
-                headers: source::probe_headers(),
-                body: Rc::default(),
-                timeout: Some(limits.stall),
-            };
-            let response = match limits.wait(io, io.send(request)).await {
-                Ok(sent) => sent.map_err(|e| SourceError::Unreachable(format!("source request failed: {e}")))?,
-                Err(Late::Stall(d)) => return Err(SourceError::Stalled(format!("source did not answer within {} s", d.as_secs())).into()),
-                Err(Late::Deadline) => return Err(SourceError::Stalled("source did not answer within the invocation's time".into()).into()),
-            };
+        Source::Url(_) | Source::S3(_) => {
+            let deadline = SourceError::Stalled("source did not answer within the invocation's time".into()).into();
+            let response = send_source(io, settings, limits, source, source::probe_headers(), deadline).await?;
             Ok(source::identity_from_probe(response.status, &response.headers)?)
         }
         Source::Path(path) => {
@@ -40,6 +32,77 @@ pub async fn probe<I: Io>(io: &I, settings: &Settings, source: &Source) -> Resul
             Ok(Identity { size: info.size, etag: None, last_modified: info.modified })
         }
     }
+}
+
+/// Sends a GET of a URL or S3 source with `headers`: the one place such a request is
+/// built, so the probe and every ranged read are signed alike. An `s3://` source becomes
+/// its object's URL; a signed request is signed here, at the moment it is sent, so a
+/// retry carries a fresh `x-amz-date`. URL sources the settings do not sign go out
+/// exactly as given. `deadline` is the error when the invocation's time runs out first.
+/// A signed read the store refuses fails as `Denied`, naming the key id.
+async fn send_source<I: Io>(
+    io: &I,
+    s: &Settings,
+    limits: Limits,
+    source: &Source,
+    mut headers: Vec<(String, String)>,
+    deadline: Error,
+) -> Result<HttpResponse<I::Body>, Error> {
+    let (url, signer) = match source {
+        Source::Url(url) => (url.clone(), s.s3.as_ref().filter(|a| a.signs(url))),
+        Source::S3(location) => {
+            let Some(access) = &s.s3 else {
+                return Err(SourceError::NotAllowed(
+                    "the source is an s3:// object but this deployment has no S3 access: set the source_access_key_id and \
+                     source_secret_access_key variables"
+                        .into(),
+                )
+                .into());
+            };
+            let (bucket, key) = s3::parse_s3_url(location).map_err(SourceError::Invalid)?;
+            (access.object_url(bucket, key), Some(access))
+        }
+        Source::Path(path) => return Err(SourceError::Invalid(format!("{path} is a local path, not read over HTTP")).into()),
+    };
+    if let Some(access) = signer {
+        access.sign("GET", &url, &mut headers, io.unix_now());
+    }
+    let request = HttpRequest { method: "GET", url, headers, body: Rc::default(), timeout: Some(limits.stall) };
+    let mut response = match limits.wait(io, io.send(request)).await {
+        Ok(sent) => sent.map_err(|e| SourceError::Unreachable(format!("source request failed: {e}")))?,
+        Err(Late::Stall(d)) => return Err(SourceError::Stalled(format!("source did not answer within {} s", d.as_secs())).into()),
+        Err(Late::Deadline) => return Err(deadline),
+    };
+    if let Some(access) = signer {
+        if matches!(response.status, 400 | 401 | 403) {
+            let head = error_head(io, limits, &mut response.body).await;
+            // S3 answers some credential problems (ExpiredToken) with 400; any other 400
+            // stays a refused request.
+            if response.status != 400 || s3::is_denied_code(&head) {
+                return Err(denied(access, &head));
+            }
+        }
+    }
+    Ok(response)
+}
+
+/// The first 4 KiB of an error body at most (enough for S3's `<Code>`), each wait bounded;
+/// what cannot be read is left out.
+async fn error_head<I: Io>(io: &I, limits: Limits, body: &mut I::Body) -> Vec<u8> {
+    const HEAD: usize = 4 << 10;
+    let mut head = Vec::new();
+    while head.len() < HEAD {
+        match limits.wait(io, body.chunk()).await {
+            Ok(Some(Ok(chunk))) => head.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    head.truncate(HEAD);
+    head
+}
+
+fn denied(access: &S3Access, head: &[u8]) -> Error {
+    SourceError::Denied(s3::denied_message(&access.creds.access_key_id, head)).into()
 }
 
 pub(crate) fn file_error(path: &str, e: std::io::Error) -> Error {
@@ -159,22 +222,10 @@ impl<I: Io> Run<'_, I> {
             return Ok(Reader::Memory { bytes: bytes.clone(), pos: start as usize, end: end as usize });
         }
         match &up.spec.source {
-            Source::Url(url) => {
+            Source::Url(_) | Source::S3(_) => {
                 up.stats.source_requests += 1;
-                let request = HttpRequest {
-                    method: "GET",
-                    url: url.clone(),
-                    headers: source::range_request_headers(&up.identity, start, end),
-                    body: Rc::default(),
-                    timeout: Some(self.limits.stall),
-                };
-                let response = match self.limits.wait(self.io, self.io.send(request)).await {
-                    Ok(sent) => sent.map_err(|e| SourceError::Unreachable(format!("source request failed: {e}")))?,
-                    Err(Late::Deadline) => return Err(Error::OutOfTime),
-                    Err(Late::Stall(d)) => {
-                        return Err(SourceError::Stalled(format!("source did not answer within {} s", d.as_secs())).into())
-                    }
-                };
+                let headers = source::range_request_headers(&up.identity, start, end);
+                let response = send_source(self.io, self.s, self.limits, &up.spec.source, headers, Error::OutOfTime).await?;
                 let answer =
                     source::check_range_response(&up.identity, start, end, response.status, &response.headers, self.s.memory_threshold)?;
                 Ok(Reader::Http {

@@ -2,6 +2,7 @@
 
 use crate::notify::NotifyTarget;
 use crate::protocol::Signer;
+use crate::source::s3::S3Access;
 use crate::upload::Backoff;
 use std::time::Duration;
 
@@ -34,6 +35,10 @@ pub struct Settings {
     pub retention_secs: u64,
     /// Where completion events go (`None`: nowhere).
     pub notify: Option<NotifyTarget>,
+    /// Signed (SigV4) access to an S3-compatible store: `s3://` sources are read through
+    /// it, and so are URL sources under its origin that are not presigned. `None`: every
+    /// source is read unsigned, as given.
+    pub s3: Option<S3Access>,
 }
 
 impl Settings {
@@ -56,6 +61,7 @@ impl Settings {
             backoff: Backoff { base_secs: 5, cap_secs: 900, give_up_secs: 24 * 3600 },
             retention_secs: 168 * 3600,
             notify: None,
+            s3: None,
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Where a file comes from: an HTTP(S) URL (read with ranged GETs) or a local path
+//! Where a file comes from: an HTTP(S) URL (read with ranged GETs), an object of an
+//! S3-compatible store (`s3://BUCKET/KEY`, ranged GETs signed with SigV4) or a local path
 //! (read through the WASI filesystem). Plain data: which source is allowed, what names
 //! it suggests, and how to probe, request and check ranges. The reading itself
 //! happens in the engine, through the platform adapter.
@@ -6,6 +7,8 @@
 mod error;
 mod names;
 mod range;
+pub mod s3;
+pub mod sigv4;
 
 pub use error::SourceError;
 pub use names::{is_plain_file_type, sanitize_file_name, MAX_FILE_TYPE_LEN};
@@ -23,6 +26,9 @@ pub enum Source {
     Url(String),
     /// An absolute path under the allowed local directory.
     Path(String),
+    /// `s3://BUCKET/KEY` (the key as written, not percent-encoded), read signed through
+    /// the deployment's S3 access. Build it with [`Source::s3`].
+    S3(String),
 }
 
 /// What the deployment allows as sources.
@@ -33,6 +39,9 @@ pub struct SourcePolicy {
     pub allowed_origins: Vec<String>,
     /// The directory local paths must be under; `None` refuses local paths.
     pub local_root: Option<String>,
+    /// Whether `s3://` sources are allowed: only when S3 access is configured
+    /// (`source_access_key_id` and the rest, see [`s3::S3Access::from_variables`]).
+    pub s3: bool,
 }
 
 impl SourcePolicy {
@@ -61,25 +70,29 @@ impl SourcePolicy {
             allowed_origins.push(parse_origin(text).map_err(|e| format!("an entry of the other_source_origins variable {e}"))?);
         }
         let local_root = local_dir.map(str::trim).filter(|d| !d.is_empty()).map(str::to_owned);
-        Ok(SourcePolicy { allowed_origins, local_root })
+        Ok(SourcePolicy { allowed_origins, local_root, s3: false })
     }
 
     /// Whether URL sources at `origin` (as [`origin_of`] gives it) may be read.
     fn allows(&self, origin: &str) -> bool {
-        self.allowed_origins.iter().any(|allowed| {
-            if allowed == "*" {
-                return true;
-            }
-            // `scheme://*.domain[:port]` allows every subdomain, as in allowed_outbound_hosts.
-            if let Some((scheme, rest)) = allowed.split_once("://*.") {
-                return origin
-                    .strip_prefix(scheme)
-                    .and_then(|o| o.strip_prefix("://"))
-                    .is_some_and(|authority| authority.split_once('.').is_some_and(|(label, domain)| !label.is_empty() && domain == rest));
-            }
-            origin_of(allowed).as_deref() == Some(origin)
-        })
+        self.allowed_origins.iter().any(|allowed| origin_matches(allowed, origin))
     }
+}
+
+/// Whether `origin` (as [`origin_of`] gives it) is `allowed` (as [`parse_origin`] gives
+/// it, or `*` for any).
+pub(crate) fn origin_matches(allowed: &str, origin: &str) -> bool {
+    if allowed == "*" {
+        return true;
+    }
+    // `scheme://*.domain[:port]` allows every subdomain, as in allowed_outbound_hosts.
+    if let Some((scheme, rest)) = allowed.split_once("://*.") {
+        return origin
+            .strip_prefix(scheme)
+            .and_then(|o| o.strip_prefix("://"))
+            .is_some_and(|authority| authority.split_once('.').is_some_and(|(label, domain)| !label.is_empty() && domain == rest));
+    }
+    origin_of(allowed).as_deref() == Some(origin)
 }
 
 /// Checks one origin as a deployment names it: `http(s)://host[:port]`, a trailing
@@ -148,6 +161,9 @@ impl Source {
         if text.is_empty() {
             return Err(SourceError::Invalid("source is empty".into()));
         }
+        if text.get(..5).is_some_and(|s| s.eq_ignore_ascii_case("s3://")) {
+            return Source::parse_s3(text, policy);
+        }
         if text.chars().any(char::is_control) || text.contains(' ') {
             return Err(SourceError::Invalid("source must not contain spaces or control characters".into()));
         }
@@ -186,10 +202,30 @@ impl Source {
         Ok(Source::Path(text.to_owned()))
     }
 
-    /// The source as the user wrote it.
+    /// `s3://BUCKET/KEY` (checked as [`Source::parse`] does, but not against a policy).
+    pub fn s3(bucket: &str, key: &str) -> Result<Source, SourceError> {
+        let text = format!("s3://{bucket}/{key}");
+        s3::parse_s3_url(&text).map_err(SourceError::Invalid)?;
+        Ok(Source::S3(text))
+    }
+
+    /// An `s3://` source: allowed only with S3 access configured. Keys may hold spaces.
+    fn parse_s3(text: &str, policy: &SourcePolicy) -> Result<Source, SourceError> {
+        if !policy.s3 {
+            return Err(SourceError::NotAllowed(
+                "s3:// sources need S3 credentials in this deployment: set the source_access_key_id and \
+                 source_secret_access_key variables (and source_region, source_addressing, source_origin as needed)"
+                    .into(),
+            ));
+        }
+        let (bucket, key) = s3::parse_s3_url(text).map_err(SourceError::Invalid)?;
+        Source::s3(bucket, key)
+    }
+
+    /// The source as the user wrote it (`s3://` lower-cased).
     pub fn location(&self) -> &str {
         match self {
-            Source::Url(s) | Source::Path(s) => s,
+            Source::Url(s) | Source::Path(s) | Source::S3(s) => s,
         }
     }
 }
@@ -200,7 +236,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn policy() -> SourcePolicy {
-        SourcePolicy { allowed_origins: vec!["https://bucket.s3.amazonaws.com".into()], local_root: Some("/data".into()) }
+        SourcePolicy { allowed_origins: vec!["https://bucket.s3.amazonaws.com".into()], local_root: Some("/data".into()), s3: false }
     }
 
     #[test]
@@ -220,9 +256,29 @@ mod tests {
         assert!(matches!(Source::parse("", &p), Err(SourceError::Invalid(_))));
         let userinfo = Source::parse("https://user:pw@bucket.s3.amazonaws.com/x", &p).unwrap_err();
         assert!(matches!(&userinfo, SourceError::Invalid(m) if m.contains("user name or password")), "{userinfo}");
-        let any = SourcePolicy { allowed_origins: vec!["*".into()], local_root: None };
+        let any = SourcePolicy { allowed_origins: vec!["*".into()], local_root: None, s3: false };
         assert!(Source::parse("http://127.0.0.1:8080/x", &any).is_ok());
         assert!(matches!(Source::parse("/data/x", &any), Err(SourceError::NotAllowed(_))));
+    }
+
+    #[test]
+    fn s3_sources_need_s3_access() {
+        let mut p = policy();
+        let e = Source::parse("s3://vids/in/my clip.mp4", &p).unwrap_err();
+        assert!(
+            matches!(&e, SourceError::NotAllowed(m) if m.contains("source_access_key_id") && m.contains("source_secret_access_key")),
+            "{e}"
+        );
+        p.s3 = true;
+        assert_eq!(Source::parse(" S3://vids/in/my clip.mp4 ", &p).unwrap(), Source::S3("s3://vids/in/my clip.mp4".into()));
+        assert!(matches!(Source::parse("s3://vids/", &p), Err(SourceError::Invalid(_))));
+        assert!(matches!(Source::parse("s3://vids/a\tb", &p), Err(SourceError::Invalid(_))));
+        let s = Source::s3("vids", "a/b.mov").unwrap();
+        assert_eq!(serde_json::to_string(&s).unwrap(), r#"{"kind":"s3","location":"s3://vids/a/b.mov"}"#);
+        assert_eq!(serde_json::from_str::<Source>(r#"{"kind":"s3","location":"s3://vids/a/b.mov"}"#).unwrap(), s);
+        // The older kinds serialize as before (upload ids and stored records depend on it).
+        assert_eq!(serde_json::to_string(&Source::Url("u".into())).unwrap(), r#"{"kind":"url","location":"u"}"#);
+        assert_eq!(serde_json::to_string(&Source::Path("/p".into())).unwrap(), r#"{"kind":"path","location":"/p"}"#);
     }
 
     #[test]

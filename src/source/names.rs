@@ -14,6 +14,11 @@ impl Source {
                 path.split_once('/').map(|(_, p)| p).unwrap_or("")
             }
             Source::Path(p) => p.as_str(),
+            // An S3 key is written as it is, not percent-encoded.
+            Source::S3(loc) => {
+                let key = super::s3::parse_s3_url(loc).map(|(_, key)| key).unwrap_or("");
+                return key.rsplit('/').find(|s| !s.is_empty()).unwrap_or("").to_owned();
+            }
         };
         let segment = path.rsplit('/').find(|s| !s.is_empty()).unwrap_or("");
         percent_decode(segment)
@@ -96,6 +101,10 @@ mod tests {
         assert_eq!(names("https://h/"), ("upload".into(), "mp4".into()));
         assert_eq!(names("https://h/%E4%B8%AD%zz%"), ("中%zz%".into(), "mp4".into()));
         assert_eq!(names("https://h/archive.tar.gz"), ("archive.tar".into(), "gz".into()));
+        // An S3 key is not percent-encoded: `%20` is three characters of the name.
+        let s3 = |key: &str| Source::s3("b", key).unwrap().default_names();
+        assert_eq!(s3("in/my clip%20+1.MKV"), ("my clip%20+1".into(), "mkv".into()));
+        assert_eq!(s3("in/dir/"), ("dir".into(), "mp4".into()));
         let long = Source::Path(format!("/data/{}.flv", "é".repeat(30))).default_names();
         assert!(long.0.len() <= 40 && long.0.chars().all(|c| c == 'é'));
         assert_eq!(long.1, "flv");

@@ -13,7 +13,7 @@ pub fn display_source(source: &Source) -> String {
             Some((base, _)) => format!("{base}?<redacted>"),
             None => url.clone(),
         },
-        Source::Path(p) => p.clone(),
+        Source::Path(p) | Source::S3(p) => p.clone(),
     }
 }
 

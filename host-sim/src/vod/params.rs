@@ -453,7 +453,7 @@ mod api_agrees {
 
         #[test]
         fn what_the_api_accepts_the_simulator_accepts(body in create_body(), size in 1u64..=u64::MAX, sha in "[0-9a-f]{40}") {
-            let policy = SourcePolicy { allowed_origins: vec!["https://bucket.example".into()], local_root: Some("/data".into()) };
+            let policy = SourcePolicy { allowed_origins: vec!["https://bucket.example".into()], local_root: Some("/data".into()), s3: false };
             let Ok(spec) = vod_uploader::api::parse_create(body.to_string().as_bytes(), &policy) else {
                 return Ok(());
             };
