@@ -199,7 +199,13 @@ async fn the_token_is_checked_before_the_body_is_read() {
         if let Some(n) = length {
             headers.push(("content-length".to_owned(), n.to_string()));
         }
-        let req = ApiRequest { method: "POST".into(), path: "/uploads".into(), query: String::new(), headers, body: Endless { read: read.clone(), left: huge } };
+        let req = ApiRequest {
+            method: "POST".into(),
+            path: "/uploads".into(),
+            query: String::new(),
+            headers,
+            body: Endless { read: read.clone(), left: huge },
+        };
         let r = api::handle(&env.io, &env.config, req, now()).await;
         assert_eq!(r.status, status, "{token:?} {length:?}: {:?}", r.body);
         assert!(read.get() <= most, "{token:?} {length:?}: {} bytes read", read.get());

@@ -15,7 +15,7 @@ use crate::error::Refusal;
 use crate::events::{self, Filters, ObjectEvent, Parsed};
 use crate::protocol::PART_SIZES;
 use crate::source::{self, Source};
-use crate::upload::{EventOrigin, Spec, State};
+use crate::upload::{EventOrigin, Spec};
 use serde_json::{json, Value};
 use std::rc::Rc;
 use std::time::Duration;
@@ -93,7 +93,7 @@ pub async fn handle<I: Io, B: Body>(
         ));
     }
     match method {
-        "OPTIONS" => nothing(options(headers)),
+        "OPTIONS" => return nothing(options(headers)),
         "POST" => {}
         _ => return nothing(ApiResponse::refused(Refusal::MethodNotAllowed, format!("{method} is not allowed on /events"))),
     }
@@ -131,7 +131,9 @@ async fn record<I: Io>(io: &I, config: &Config, format: &str, created: Vec<Objec
         let source = match source_of(config, &e) {
             Ok(source) => source,
             Err(problem) => {
-                refused.push(json!({ "bucket": e.bucket, "key": e.key, "error": { "code": problem.code(), "message": problem.to_string() } }));
+                let problem = crate::error::Error::from(problem);
+                refused
+                    .push(json!({ "bucket": e.bucket, "key": e.key, "error": { "code": problem.code(), "message": problem.to_string() } }));
                 continue;
             }
         };
@@ -198,7 +200,8 @@ fn source_of(config: &Config, e: &ObjectEvent) -> Result<Source, source::SourceE
 /// Confirms an SNS subscription by GETting its `SubscribeURL` (the parser checked it is
 /// an SNS endpoint). The outbound host must be allowed: the answer says so when not.
 async fn confirm_sns<I: Io>(io: &I, url: &str, topic: &str) -> ApiResponse {
-    let request = HttpRequest { method: "GET", url: url.to_owned(), headers: vec![], body: Rc::default(), timeout: Some(Duration::from_secs(10)) };
+    let request =
+        HttpRequest { method: "GET", url: url.to_owned(), headers: vec![], body: Rc::default(), timeout: Some(Duration::from_secs(10)) };
     let origin = source::origin_of(url).unwrap_or_default();
     match io.send(request).await {
         Ok(response) if (200..300).contains(&response.status) => ApiResponse::json(200, json!({ "confirmed": topic })),
@@ -242,7 +245,9 @@ mod tests {
         assert!(sender_authorized(&h("s3cret"), "", "s3cret"), "MinIO sends the header as configured");
         assert!(sender_authorized(&[], "a=1&token=s3cret", "s3cret"));
         assert!(sender_authorized(&[], "token=s3%63ret", "s3cret"), "percent-decoded");
-        for (headers, query) in [(h("Bearer wrong"), ""), (h("Basic s3cret"), ""), (vec![], "token=s3cre"), (vec![], ""), (h(""), "tok=s3cret")] {
+        for (headers, query) in
+            [(h("Bearer wrong"), ""), (h("Basic s3cret"), ""), (vec![], "token=s3cre"), (vec![], ""), (h(""), "tok=s3cret")]
+        {
             assert!(!sender_authorized(&headers, query, "s3cret"), "{headers:?} {query}");
         }
         assert!(!sender_authorized(&h(""), "token=", ""), "no token configured: nothing passes");

@@ -34,7 +34,8 @@ impl Upload {
     /// the version, see [`crate::events::upload_id`]) and the event's size as a
     /// provisional identity (at least 1: a record never holds size 0).
     pub fn from_event(id: String, spec: Spec, origin: EventOrigin, size: Option<u64>, now: u64) -> Upload {
-        let identity = Identity { size: size.unwrap_or(1).max(1), etag: origin.etag.as_ref().map(|e| format!("\"{e}\"")), last_modified: None };
+        let identity =
+            Identity { size: size.unwrap_or(1).max(1), etag: origin.etag.as_ref().map(|e| format!("\"{e}\"")), last_modified: None };
         let mut up = Upload::new(spec, identity, now);
         up.id = id;
         up.origin = Some(origin);

@@ -61,7 +61,10 @@ pub fn status(up: &Upload) -> Value {
         }
     }
     if let Some(o) = &up.origin {
-        map.insert("event".into(), json!({ "store": o.store, "bucket": o.bucket, "key": o.key, "version": o.version, "confirmed": o.confirmed }));
+        map.insert(
+            "event".into(),
+            json!({ "store": o.store, "bucket": o.bucket, "key": o.key, "version": o.version, "confirmed": o.confirmed }),
+        );
     }
     if let Some(error) = up.error() {
         map.insert("error".into(), json!(error));

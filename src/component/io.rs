@@ -1,16 +1,10 @@
-//! The Spin component: the thin adapter between Spin (spin-sdk 5.2: wasi-http
-//! incoming and outgoing, the `default` key-value store, variables) and the
-//! platform-independent [`api`](crate::api) and [`engine`](crate::engine).
+//! Spin's side of [`Io`]: outbound HTTP over wasi-http (with its time limits), the
+//! `default` key-value store, clocks and randomness.
 
-use crate::api::{self, ApiRequest, Config};
-use crate::engine::{local, Body, FileInfo, HttpRequest, HttpResponse, Io, IoError, Settings};
-use crate::error::Refusal;
-use crate::protocol::{Credentials, Endpoint, Signer, DEFAULT_ENDPOINT};
-use crate::sign::Algorithm;
-use crate::source::{s3::S3Access, SourcePolicy};
+use crate::engine::{local, Body, FileInfo, HttpRequest, HttpResponse, Io, IoError};
 use futures_util::stream::{Stream, StreamExt};
 use spin_sdk::http::conversions::TryIntoOutgoingRequest;
-use spin_sdk::http::{IncomingRequest, IncomingResponse, OutgoingBody, OutgoingRequest, Request, Response};
+use spin_sdk::http::{IncomingResponse, OutgoingBody, OutgoingRequest, Request};
 use spin_sdk::key_value::Store;
 use spin_sdk::wit::wasi::http0_2_0::{outgoing_handler, types::ErrorCode, types::RequestOptions};
 use std::pin::Pin;
@@ -20,15 +14,15 @@ use wasi::clocks::monotonic_clock;
 use wasi::io::streams::StreamError;
 
 /// Spin's outbound HTTP and key-value store.
-struct SpinIo {
-    store: Store,
+pub(super) struct SpinIo {
+    pub(super) store: Store,
 }
 
 /// A streamed body: of a response (kept alive while its body is read: wasmtime
 /// cancels a request whose response handle is dropped), or of the incoming request.
-struct SpinBody {
-    _response: Option<IncomingResponse>,
-    stream: Pin<Box<dyn Stream<Item = Result<Vec<u8>, wasi::io::streams::Error>>>>,
+pub(super) struct SpinBody {
+    pub(super) _response: Option<IncomingResponse>,
+    pub(super) stream: Pin<Box<dyn Stream<Item = Result<Vec<u8>, wasi::io::streams::Error>>>>,
 }
 
 impl Body for SpinBody {
@@ -199,106 +193,4 @@ async fn write_body(body: OutgoingBody, bytes: &[u8]) -> Result<(), String> {
     .await?;
     drop(stream);
     OutgoingBody::finish(body, None).map_err(|e| format!("request body could not be finished: {e:?}"))
-}
-
-/// A variable, `None` when undefined or empty.
-fn variable(name: &str) -> Option<String> {
-    spin_sdk::variables::get(name).ok().filter(|v| !v.trim().is_empty())
-}
-
-/// Reads the configuration from Spin variables. Errors name the variable, never a value.
-fn config() -> Result<Config, String> {
-    let required = |name: &str| variable(name).ok_or_else(|| format!("the {name} variable is not set"));
-    let number = |name: &str, default: u64| -> Result<u64, String> {
-        match variable(name) {
-            None => Ok(default),
-            Some(v) => v.trim().parse().map_err(|_| format!("the {name} variable must be a whole number")),
-        }
-    };
-    let endpoint = variable("vod_endpoint").unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned());
-    let signer = Signer {
-        endpoint: Endpoint::parse(&endpoint).map_err(|e| format!("the vod_endpoint variable: {e}"))?,
-        credentials: Credentials::new(required("vod_secret_id")?, required("vod_secret_key")?),
-        region: variable("vod_region").unwrap_or_else(|| "gz".to_owned()),
-        algorithm: Algorithm::HmacSha1,
-    };
-    let mut settings = Settings::new(signer);
-    settings.budget = Duration::from_millis(number("budget_ms", 20_000)?);
-    settings.concurrency = number("concurrency", 4)?.clamp(1, 32) as usize;
-    // The whole file sits in linear memory (128 MiB on the platforms) next to the parts.
-    let read_once = number("read_once_mib", settings.memory_threshold >> 20)?;
-    if read_once > 64 {
-        return Err("the read_once_mib variable must be at most 64".into());
-    }
-    settings.memory_threshold = read_once << 20;
-    settings.backoff.give_up_secs = number("give_up_hours", settings.backoff.give_up_secs / 3600)?.saturating_mul(3600);
-    settings.retention_secs = number("retention_hours", settings.retention_secs / 3600)?.saturating_mul(3600);
-    let mut policy = SourcePolicy::from_variables(
-        variable("source_origin").as_deref(),
-        variable("other_source_origins").as_deref(),
-        variable("local_dir").as_deref(),
-    )?;
-    let s3 = ["source_access_key_id", "source_secret_access_key", "source_session_token", "source_region", "source_addressing"]
-        .map(variable);
-    let [id, secret, token, region, addressing] = s3.each_ref().map(Option::as_deref);
-    settings.s3 = S3Access::from_variables(id, secret, token, region, addressing, variable("source_origin").as_deref())?;
-    policy.s3 = settings.s3.is_some();
-    Ok(Config { api_token: variable("api_token").unwrap_or_default(), settings, policy })
-}
-
-fn respond(status: u16, headers: Vec<(String, String)>, body: Vec<u8>) -> Response {
-    let mut builder = Response::builder();
-    builder.status(status);
-    for (k, v) in headers {
-        builder.header(k, v);
-    }
-    builder.body(body).build()
-}
-
-fn json_response(response: api::ApiResponse) -> Response {
-    let body = response.body_bytes();
-    respond(response.status, response.headers, body)
-}
-
-/// The request's head is read first; its body only by the API, once the caller is
-/// authenticated and only up to the API's limit.
-#[spin_sdk::http_component]
-async fn handle(req: IncomingRequest) -> Response {
-    let started = Duration::from_nanos(monotonic_clock::now());
-    use spin_sdk::http::Method as M;
-    let method = req.method();
-    let method = match &method {
-        M::Get => "GET",
-        M::Post => "POST",
-        M::Put => "PUT",
-        M::Delete => "DELETE",
-        M::Patch => "PATCH",
-        M::Head => "HEAD",
-        M::Options => "OPTIONS",
-        M::Connect => "CONNECT",
-        M::Trace => "TRACE",
-        M::Other(other) => other.as_str(),
-    }
-    .to_owned();
-    let path = req.path_with_query().unwrap_or_default();
-    let path = path.split('?').next().unwrap_or_default().to_owned();
-    let headers: Vec<(String, String)> =
-        req.headers().entries().into_iter().map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned())).collect();
-    let config = match config() {
-        Ok(c) => c,
-        Err(problem) => {
-            // The log names the variable; the answer names it only to an authenticated caller.
-            eprintln!("configuration error: {problem}");
-            return json_response(api::config_problem(&headers, variable("api_token").as_deref(), &problem));
-        }
-    };
-    let store = match Store::open_default() {
-        Ok(s) => s,
-        Err(e) => {
-            return json_response(api::ApiResponse::refused(Refusal::Storage, format!("cannot open the default key-value store: {e}")));
-        }
-    };
-    let body = SpinBody { _response: None, stream: Box::pin(req.into_body_stream()) };
-    let api_req = ApiRequest { method, path, headers, body };
-    json_response(api::handle(&SpinIo { store }, &config, api_req, started).await)
 }
