@@ -116,8 +116,7 @@ pub async fn handle<I: Io, B: Body>(
     }
 }
 
-/// Records an upload per admitted object: `202` with them all once recorded, `200`
-/// when there is none (nothing to do is not an error: a sender must not retry it).
+/// Records an upload per admitted object and answers with them all once recorded.
 async fn record<I: Io>(io: &I, config: &Config, format: &str, created: Vec<ObjectEvent>, ignored: usize) -> (ApiResponse, After) {
     let mut uploads = Vec::new();
     let mut refused = Vec::new();
@@ -165,7 +164,9 @@ async fn record<I: Io>(io: &I, config: &Config, format: &str, created: Vec<Objec
             Err(e) => return (ApiResponse::from_error(&e), After::default()),
         }
     }
-    let status = if uploads.is_empty() { 200 } else { 202 };
+    // 202 while there is work to do on them; 200 when there is none (all ignored, or a
+    // repeat of an event whose uploads have ended): a sender must not retry either.
+    let status = if after.ids.is_empty() { 200 } else { 202 };
     let mut body = json!({ "format": format, "uploads": uploads, "ignored": ignored, "filtered": filtered });
     if !refused.is_empty() {
         body["refused"] = Value::Array(refused);
