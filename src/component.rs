@@ -238,8 +238,8 @@ fn config() -> Result<Config, String> {
         variable("other_source_origins").as_deref(),
         variable("local_dir").as_deref(),
     )?;
-    let s3 = ["source_access_key_id", "source_secret_access_key", "source_session_token", "source_region", "source_addressing"]
-        .map(variable);
+    let s3 =
+        ["source_access_key_id", "source_secret_access_key", "source_session_token", "source_region", "source_addressing"].map(variable);
     let [id, secret, token, region, addressing] = s3.each_ref().map(Option::as_deref);
     settings.s3 = S3Access::from_variables(id, secret, token, region, addressing, variable("source_origin").as_deref())?;
     policy.s3 = settings.s3.is_some();

@@ -144,15 +144,8 @@ impl S3Access {
                 })
                 .cloned(),
         );
-        let input = SignInput {
-            method,
-            path,
-            query,
-            headers: &signed,
-            payload_sha256: EMPTY_SHA256,
-            service: "s3",
-            send_payload_hash: true,
-        };
+        let input =
+            SignInput { method, path, query, headers: &signed, payload_sha256: EMPTY_SHA256, service: "s3", send_payload_hash: true };
         headers.extend(sigv4::authorization(&self.creds, &input, unix_now));
     }
 }

@@ -62,10 +62,8 @@ fn month_days(y: u64, m: u64) -> u64 {
 
 /// Unix seconds of a date's midnight, a year and a month at a time.
 fn naive_unix(year: u64, month: u64, day: u64) -> u64 {
-    let days: u64 = (1970..year).map(|y| if leap(y) { 366 } else { 365 }).sum::<u64>()
-        + (1..month).map(|m| month_days(year, m)).sum::<u64>()
-        + day
-        - 1;
+    let days: u64 =
+        (1970..year).map(|y| if leap(y) { 366 } else { 365 }).sum::<u64>() + (1..month).map(|m| month_days(year, m)).sum::<u64>() + day - 1;
     days * 86_400
 }
 
