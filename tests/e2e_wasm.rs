@@ -228,6 +228,8 @@ async fn bad_input_over_http() {
         (r#"{"source":"gopher://x/a"}"#, 400, "invalid_source"),
         (r#"{"source":"https://elsewhere.example/a.mp4"}"#, 403, "source_not_allowed"),
         (r#"{"source":"/etc/passwd"}"#, 403, "source_not_allowed"),
+        // No source_access_key_id in this deployment: s3:// is refused, naming what to set.
+        (r#"{"source":"s3://vids/a.mp4"}"#, 403, "source_not_allowed"),
     ] {
         let (s, v) = env.call("POST", "/uploads", body, Some(TOKEN)).await;
         assert_eq!((s, v["error"]["code"].as_str()), (status, Some(code)), "{body}: {v}");

@@ -105,3 +105,79 @@ async fn wrong_secret_fails_source_denied_naming_the_key_id() {
     let e = env.upload(&s, Source::s3("vids", "a.mp4").unwrap()).await.unwrap_err();
     assert!(e.to_string().contains("AKIDUNKNOWN") && e.to_string().contains("InvalidAccessKeyId"), "{e}");
 }
+
+/// The engine's I/O with a wall clock that ticks one second per reading, starting
+/// `offset` seconds from now, and a record of each request's `x-amz-date`.
+struct TickingIo {
+    inner: NativeIo,
+    offset: std::cell::Cell<i64>,
+    dates: std::cell::RefCell<Vec<Option<String>>>,
+}
+
+impl vod_uploader::engine::Io for TickingIo {
+    type Body = <NativeIo as vod_uploader::engine::Io>::Body;
+
+    async fn send(
+        &self,
+        r: vod_uploader::engine::HttpRequest,
+    ) -> Result<vod_uploader::engine::HttpResponse<Self::Body>, vod_uploader::engine::IoError> {
+        if !r.url.contains("/v2/index.php") {
+            self.dates.borrow_mut().push(vod_uploader::source::header(&r.headers, "x-amz-date").map(str::to_owned));
+        }
+        self.inner.send(r).await
+    }
+    async fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, vod_uploader::engine::IoError> {
+        self.inner.kv_get(key).await
+    }
+    async fn kv_set(&self, key: &str, value: &[u8]) -> Result<(), vod_uploader::engine::IoError> {
+        self.inner.kv_set(key, value).await
+    }
+    async fn kv_delete(&self, key: &str) -> Result<(), vod_uploader::engine::IoError> {
+        self.inner.kv_delete(key).await
+    }
+    async fn kv_keys(&self) -> Result<Vec<String>, vod_uploader::engine::IoError> {
+        self.inner.kv_keys().await
+    }
+    async fn sleep(&self, d: Duration) {
+        self.inner.sleep(d).await
+    }
+    fn now(&self) -> Duration {
+        self.inner.now()
+    }
+    fn unix_now(&self) -> u64 {
+        self.offset.set(self.offset.get() + 1);
+        self.inner.unix_now().saturating_add_signed(self.offset.get())
+    }
+    fn random(&self) -> u32 {
+        self.inner.random()
+    }
+    async fn file_info(&self, path: &str) -> std::io::Result<vod_uploader::engine::FileInfo> {
+        self.inner.file_info(path).await
+    }
+    async fn read_file(&self, path: &str, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+        self.inner.read_file(path, offset, len).await
+    }
+}
+
+/// Each source request is signed at the moment it is sent: every one carries the
+/// `x-amz-date` of its own clock reading (no two alike), and a clock 16 minutes off fails
+/// as the store's `RequestTimeTooSkewed`, named.
+#[tokio::test]
+async fn every_send_is_signed_at_its_own_time() {
+    let env = env().await;
+    env.stack.write_sample("vids/b.mp4", (3 << 20) + 5, 5).unwrap();
+    let s = env.settings(SECRET);
+    // From 200 s behind: the VOD service signs with the same clock and allows ±300 s.
+    let io = TickingIo { inner: NativeIo::new(env.kv.clone()), offset: (-200).into(), dates: Default::default() };
+    let (rec, _) = engine::create(&io, &s, Spec::for_source(Source::s3("vids", "b.mp4").unwrap(), 1 << 20)).await.unwrap();
+    let done = engine::advance(&io, &s, &rec.id, now()).await.unwrap().unwrap();
+    assert_eq!(done.state(), State::Done, "{:?}", done.error());
+    let dates = io.dates.borrow().clone();
+    assert!(dates.len() >= 4, "{dates:?}");
+    let distinct: std::collections::BTreeSet<_> = dates.iter().map(|d| d.clone().expect("every source request is signed")).collect();
+    assert_eq!(distinct.len(), dates.len(), "each send its own date: {dates:?}");
+
+    let late = TickingIo { inner: NativeIo::new(env.kv.clone()), offset: (16 * 60).into(), dates: Default::default() };
+    let e = engine::create(&late, &s, Spec::for_source(Source::s3("vids", "b.mp4").unwrap(), 1 << 21)).await.unwrap_err();
+    assert!(e.to_string().contains("RequestTimeTooSkewed") && e.to_string().contains(KEY_ID), "{e}");
+}

@@ -324,9 +324,7 @@ async fn handle(state: &State, req: Request<Incoming>) -> Result<Response<Body>,
             &json!({"requests": stats.requests.load(Ordering::Relaxed), "bytes": stats.bytes.load(Ordering::Relaxed)}),
         ));
     }
-    if let Some(refused) =
-        state.auth.as_ref().and_then(|a| a.check(req.method().as_str(), req.uri(), req.headers(), SystemTime::now()).err())
-    {
+    if let Some(refused) = state.auth.as_ref().and_then(|a| a.refusal(req.method().as_str(), req.uri(), req.headers(), SystemTime::now())) {
         return Ok(refused);
     }
     match Fault::parse(req.uri().query().unwrap_or("")) {

@@ -87,51 +87,52 @@ fn header_value(headers: &HeaderMap, name: &str) -> Option<String> {
 }
 
 impl Auth {
-    /// Checks a request's signature at `now`; `Err` is the 403 to answer.
-    pub fn check(&self, method: &str, uri: &Uri, headers: &HeaderMap, now: SystemTime) -> Result<(), Response<Body>> {
-        let resource = uri.path();
+    /// Checks a request's signature at `now`: the 403 to answer, `None` when it is signed
+    /// right by this key.
+    pub fn refusal(&self, method: &str, uri: &Uri, headers: &HeaderMap, now: SystemTime) -> Option<Response<Body>> {
+        self.verify(method, uri, headers, now).err().map(|(code, message)| refuse(code, &message, uri.path()))
+    }
+
+    /// `Err` holds S3's error code and message.
+    fn verify(&self, method: &str, uri: &Uri, headers: &HeaderMap, now: SystemTime) -> Result<(), (&'static str, String)> {
         let Some(auth) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
-            return Err(refuse("AccessDenied", "Access Denied (no Authorization header: the bucket is private)", resource));
+            return Err(("AccessDenied", "Access Denied (no Authorization header: the bucket is private)".to_string()));
         };
         let Some(fields) = auth.strip_prefix(sigv4::ALGORITHM).map(str::trim) else {
-            return Err(refuse("AccessDenied", "only AWS4-HMAC-SHA256 is supported", resource));
+            return Err(("AccessDenied", "only AWS4-HMAC-SHA256 is supported".to_string()));
         };
         let field = |name: &str| fields.split(',').map(str::trim).find_map(|f| f.strip_prefix(name)).unwrap_or("");
         let (credential, signed, signature) = (field("Credential="), field("SignedHeaders="), field("Signature="));
         let scope: Vec<&str> = credential.splitn(5, '/').collect();
         if scope.len() != 5 || scope[4] != "aws4_request" {
-            return Err(refuse("AccessDenied", "the Credential of the Authorization header is malformed", resource));
+            return Err(("AccessDenied", "the Credential of the Authorization header is malformed".to_string()));
         }
         if scope[0] != self.key_id {
-            return Err(refuse("InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.", resource));
+            return Err(("InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.".to_string()));
         }
         let date = headers.get("x-amz-date").and_then(|v| v.to_str().ok()).unwrap_or("");
         let Some(at) = parse_amz_date(date) else {
-            return Err(refuse("AccessDenied", "x-amz-date is missing or malformed", resource));
+            return Err(("AccessDenied", "x-amz-date is missing or malformed".to_string()));
         };
         let now = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         if at.abs_diff(now) > MAX_SKEW.as_secs() {
-            return Err(refuse(
-                "RequestTimeTooSkewed",
-                "The difference between the request time and the current time is too large.",
-                resource,
-            ));
+            return Err(("RequestTimeTooSkewed", "The difference between the request time and the current time is too large.".to_string()));
         }
         let names: Vec<&str> = signed.split(';').collect();
         for must in ["host", "x-amz-date", "x-amz-content-sha256"] {
             if !names.contains(&must) {
-                return Err(refuse("AccessDenied", &format!("{must} must be signed"), resource));
+                return Err(("AccessDenied", format!("{must} must be signed")));
             }
         }
         for sent in ["range", "if-match", "if-unmodified-since"] {
             if headers.contains_key(sent) && !names.contains(&sent) {
-                return Err(refuse("AccessDenied", &format!("{sent} is sent but not signed"), resource));
+                return Err(("AccessDenied", format!("{sent} is sent but not signed")));
             }
         }
         let mut signed_headers = Vec::new();
         for name in &names {
             let Some(value) = header_value(headers, name) else {
-                return Err(refuse("AccessDenied", &format!("signed header {name} is missing"), resource));
+                return Err(("AccessDenied", format!("signed header {name} is missing")));
             };
             signed_headers.push((name.to_string(), value));
         }
@@ -149,10 +150,10 @@ impl Auth {
         let sts = sigv4::string_to_sign(date, &format!("{}/{}/{}/aws4_request", scope[1], scope[2], scope[3]), &creq);
         let key = sigv4::signing_key(&self.secret, scope[1], scope[2], scope[3]);
         if sigv4::signature(&key, &sts) != signature || !date.starts_with(scope[1]) {
-            return Err(refuse(
+            return Err((
                 "SignatureDoesNotMatch",
-                "The request signature we calculated does not match the signature you provided. Check your key and signing method.",
-                resource,
+                "The request signature we calculated does not match the signature you provided. Check your key and signing method."
+                    .to_string(),
             ));
         }
         Ok(())
@@ -176,10 +177,10 @@ mod tests {
         (uri, map)
     }
 
-    fn code(result: Result<(), Response<Body>>) -> String {
+    fn code(result: Option<Response<Body>>) -> String {
         match result {
-            Ok(()) => "ok".into(),
-            Err(r) => {
+            None => "ok".into(),
+            Some(r) => {
                 assert_eq!(r.status(), StatusCode::FORBIDDEN);
                 "refused".into()
             }
@@ -197,19 +198,19 @@ mod tests {
         let at = UNIX_EPOCH + Duration::from_secs(now);
         let url = good.object_url("vids", "in/my clip+1.mp4");
         let (uri, h) = request(&good, &url, now, &[("range", "bytes=0-0"), ("accept-encoding", "identity")]);
-        assert_eq!(code(auth.check("GET", &uri, &h, at)), "ok");
-        assert_eq!(code(auth.check("HEAD", &uri, &h, at)), "refused", "the method is signed");
+        assert_eq!(code(auth.refusal("GET", &uri, &h, at)), "ok");
+        assert_eq!(code(auth.refusal("HEAD", &uri, &h, at)), "refused", "the method is signed");
         let (uri, h) = request(&access("wrong", "AKID"), &url, now, &[]);
-        assert_eq!(code(auth.check("GET", &uri, &h, at)), "refused");
+        assert_eq!(code(auth.refusal("GET", &uri, &h, at)), "refused");
         let (uri, h) = request(&access("secret:with:colons", "OTHER"), &url, now, &[]);
-        assert_eq!(code(auth.check("GET", &uri, &h, at)), "refused");
+        assert_eq!(code(auth.refusal("GET", &uri, &h, at)), "refused");
         let (uri, h) = request(&good, &url, now - 16 * 60, &[]);
-        assert_eq!(code(auth.check("GET", &uri, &h, at)), "refused", "a stale date");
+        assert_eq!(code(auth.refusal("GET", &uri, &h, at)), "refused", "a stale date");
         let (uri, mut h) = request(&good, &url, now, &[("range", "bytes=0-0")]);
         h.insert("range", "bytes=0-99".parse().unwrap());
-        assert_eq!(code(auth.check("GET", &uri, &h, at)), "refused", "a changed range");
+        assert_eq!(code(auth.refusal("GET", &uri, &h, at)), "refused", "a changed range");
         h.remove("authorization");
-        assert_eq!(code(auth.check("GET", &uri, &h, at)), "refused");
+        assert_eq!(code(auth.refusal("GET", &uri, &h, at)), "refused");
     }
 
     #[test]

@@ -132,15 +132,14 @@ pub fn canonical_uri(path: &str) -> String {
 /// The canonical query: each name and value decoded then encoded (`/` too), sorted by
 /// name then value, joined with `&`; a parameter without `=` has an empty value.
 pub fn canonical_query(query: &str) -> String {
-    let mut pairs: Vec<(String, String)> = query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (name, value) = p.split_once('=').unwrap_or((p, ""));
-            (uri_encode_bytes(&percent_decode(name), true), uri_encode_bytes(&percent_decode(value), true))
-        })
-        .collect();
-    pairs.sort();
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for p in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = p.split_once('=').unwrap_or((p, ""));
+        let pair = (uri_encode_bytes(&percent_decode(name), true), uri_encode_bytes(&percent_decode(value), true));
+        // Kept sorted as it grows: a handful of parameters, and no sort routine in the .wasm.
+        let at = pairs.partition_point(|q| *q <= pair);
+        pairs.insert(at, pair);
+    }
     pairs.iter().map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>().join("&")
 }
 
@@ -148,20 +147,21 @@ pub fn canonical_query(query: &str) -> String {
 /// inner runs of white space made one space, repeated names joined with `,` in the order
 /// given, sorted by name) and the signed header names (`a;b;c`).
 pub fn canonical_headers(headers: &[(String, String)]) -> (String, String) {
+    // Kept sorted by name as it grows (a handful of headers, and no sort routine in the
+    // .wasm); a repeated name joins its entry, so the input's order cannot show through.
     let mut merged: Vec<(String, String)> = Vec::with_capacity(headers.len());
     for (name, value) in headers {
         let name = name.trim().to_ascii_lowercase();
-        let value = value.split_whitespace().collect::<Vec<_>>().join(" ");
-        match merged.iter_mut().find(|(n, _)| *n == name) {
+        let value = value.split_ascii_whitespace().collect::<Vec<_>>().join(" ");
+        let at = merged.partition_point(|(n, _)| *n < name);
+        match merged.get_mut(at).filter(|(n, _)| *n == name) {
             Some((_, v)) => {
                 v.push(',');
                 v.push_str(&value);
             }
-            None => merged.push((name, value)),
+            None => merged.insert(at, (name, value)),
         }
     }
-    // Stable, and names are unique by now, so the input's order cannot show through.
-    merged.sort_by(|a, b| a.0.cmp(&b.0));
     let block = merged.iter().map(|(n, v)| format!("{n}:{v}\n")).collect();
     let names = merged.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(";");
     (block, names)
