@@ -263,8 +263,75 @@ fn scenarios() -> Vec<Scenario> {
         Scenario { name: "source outside allowed_outbound_hosts", kind: Kind::PerHost(|h| Box::pin(outside_allowed_hosts(h))) },
         Scenario { name: "source_origin holding two origins", kind: Kind::PerHost(|h| Box::pin(two_origins(h))) },
         Scenario { name: "bad input over HTTP", kind: Kind::PerHost(|h| Box::pin(bad_input(h))) },
+        Scenario {
+            name: "storage event: answered 202 at once, uploaded after the answer, repeats found again",
+            kind: Kind::PerHost(|h| Box::pin(storage_event(h))),
+        },
+        Scenario { name: "new variables unset: the app loads and uploads", kind: Kind::PerHost(|h| Box::pin(new_variables_unset(h))) },
         Scenario { name: "switch spin up -> host-sim up -> spin up mid-upload", kind: Kind::Both(|| Box::pin(switch())) },
     ]
+}
+
+/// The S3 Event Notification of a generated file (`/gen/{size}/{seed}` on the file
+/// server is bucket `gen`, key `{size}/{seed}`), with the ETag the file server gives it.
+fn gen_event(size: u64, seed: u64) -> String {
+    json!({ "Records": [{
+        "eventVersion": "2.1", "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+        "s3": { "bucket": { "name": "gen" }, "object": { "key": format!("{size}/{seed}"), "size": size, "eTag": format!("gen-{size}-{seed}") } }
+    }] })
+    .to_string()
+}
+
+/// The answer comes before the work (the handler answers, then works on in the same
+/// invocation): the upload is not done when the answer arrives, and it gets done with
+/// no other call (no tick, no advance) within that one invocation's budget.
+async fn storage_event(host: Host) -> String {
+    const EVENTS_TOKEN: &str = "conformance-events-token";
+    let world = World::new().await;
+    let app = App::new(|m| m);
+    let vars = world.variables(&[("events_token", EVENTS_TOKEN.into()), ("events_suffixes", "*".into()), ("budget_ms", "20000".into())]);
+    let rt = Runtime::start(host, &app, &vars).await;
+    let (size, seed) = (300 * MIB, 31);
+    let body = gen_event(size, seed);
+    let (status, answer) = rt.call_as("POST", "/events", &body, Some(EVENTS_TOKEN)).await;
+    assert_eq!(status, 202, "{}: {answer}", host.name());
+    let id = answer["uploads"][0]["id"].as_str().unwrap().to_owned();
+    let at_answer = rt.call("GET", &format!("/uploads/{id}"), "").await.1;
+    assert_ne!(at_answer["state"], "done", "{}: done before the answer arrived: the answer waited for the work", host.name());
+    let mut v = at_answer.clone();
+    for _ in 0..600 {
+        if v["state"] == "done" || v["state"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        v = rt.call("GET", &format!("/uploads/{id}"), "").await.1;
+    }
+    world.verify(&v, size, seed).await;
+    assert_eq!(v["invocations"], 1, "{}: one invocation did it all, after its answer: {v}", host.name());
+    let (again, repeat) = rt.call_as("POST", "/events", &body, Some(EVENTS_TOKEN)).await;
+    assert_eq!((again, repeat["uploads"][0]["id"].as_str()), (200, Some(id.as_str())), "{}: {repeat}", host.name());
+    let (refused, _) = rt.call_as("POST", "/events", &body, Some(TOKEN)).await;
+    assert_eq!(refused, 401, "{}: the API token is not the events token", host.name());
+    format!(
+        "202 with the upload at {}, done after the answer in 1 invocation; the repeat answered 200 with the same id",
+        at_answer["state"]
+    )
+}
+
+/// With every variable issue 12 added left unset (`source_*`, `events_*`, `notify_*`),
+/// the manifest loads, outbound requests are allowed (a bad `allowed_outbound_hosts`
+/// entry would deny them all) and an upload finishes; `/events` is closed.
+async fn new_variables_unset(host: Host) -> String {
+    let world = World::new().await;
+    let app = App::new(|m| m);
+    let rt = Runtime::start(host, &app, &world.variables(&[])).await;
+    let (id, _) = rt.create(&world.source(3 * MIB, 5)).await;
+    let done = rt.finish(&id).await;
+    world.verify(&done, 3 * MIB, 5).await;
+    let (status, v) = rt.call_as("POST", "/events", &gen_event(1, 1), Some("anything")).await;
+    assert_eq!(status, 401, "{}: {v}", host.name());
+    assert!(v["error"]["message"].as_str().unwrap_or_default().contains("events_token"), "{}: {v}", host.name());
+    "uploaded; /events answers 401 naming events_token".into()
 }
 
 async fn healthz(host: Host) -> String {
