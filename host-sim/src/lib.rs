@@ -8,7 +8,8 @@
 //!   the tests, the demo and the benchmark run them.
 //! - [`seaweed`]: SeaweedFS (a real S3 server with filer webhooks) run for tests, and
 //!   [`s3_client`], an S3 client on `curl --aws-sigv4` to fill it.
-//! - [`hooks`]: a receiver of the component's signed completion webhooks; [`capture`]:
+//! - [`hooks`]: a receiver of the component's signed completion webhooks (also
+//!   `host-sim hooks`, [`hooks_cli`]); [`capture`]:
 //!   one that records any request (SeaweedFS's events).
 //! - [`native`] and [`kv`]: the engine's I/O natively, on the same SQLite store Spin uses.
 //! - [`client`]: a minimal native protocol client, for tests, the demo and benchmarks.
@@ -25,6 +26,7 @@ pub mod client;
 pub mod demo;
 pub mod files;
 pub mod hooks;
+pub mod hooks_cli;
 pub mod http;
 pub mod kv;
 pub mod native;
