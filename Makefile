@@ -9,10 +9,20 @@ WASM := target/$(WASM_TARGET)/release/vod_uploader.wasm
 
 # Ensures the wasm target; remembers which toolchain directory builds wasm (empty for
 # rustup's, /usr/bin for the offline fallback) in target/.wasm-path.
+# Then SeaweedFS (the S3 server of the end-to-end tests; .ci/ensure-seaweedfs), its
+# path in target/.weed-path. Without it, setup goes on (those tests say SKIPPED),
+# except in CI (CI set), where a missing SeaweedFS fails setup.
 setup:
 	@mkdir -p target
 	@./.ci/ensure-wasm-target > target/.wasm-setup.out
 	@tail -n 1 target/.wasm-setup.out > target/.wasm-path
+	@if ./.ci/ensure-seaweedfs > target/.weed-setup.out; then \
+		tail -n 1 target/.weed-setup.out > target/.weed-path; \
+	else \
+		: > target/.weed-path; \
+		if [ -n "$${CI:-}" ]; then echo "SeaweedFS is required in CI: see the ensure-seaweedfs errors above" >&2; exit 1; fi; \
+		echo "SeaweedFS unavailable: its tests will print SKIPPED (seaweedfs)" >&2; \
+	fi
 
 # The Spin component, exactly as spin.toml's build command makes it; then the hashing
 # harness (the core without the component; its own build, so features do not unify).

@@ -32,6 +32,8 @@ enum Command {
     Up(UpArgs),
     /// Serve files with Range, ETag and Last-Modified, like object storage (and /gen/{size}/{seed}).
     Files(FilesArgs),
+    /// Receive the component's completion webhooks, check their signatures, print one JSON line each.
+    Hooks(host_sim::hooks_cli::HooksArgs),
 }
 
 #[derive(clap::Args)]
@@ -287,6 +289,7 @@ async fn main() -> std::process::ExitCode {
         Command::Bench(args) => host_sim::uploader_bench::run(args).await,
         Command::Up(args) => run_up(args).await,
         Command::Files(args) => run_files(args).await,
+        Command::Hooks(args) => host_sim::hooks_cli::run(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

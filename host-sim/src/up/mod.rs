@@ -167,12 +167,15 @@ pub struct HostStats {
     pub timeouts: AtomicU64,
     /// Invocations that trapped or failed.
     pub failures: AtomicU64,
-    /// Outbound requests.
-    pub outbound: AtomicU64,
+    /// Invocations whose guest has ended, however (counted after the counters above):
+    /// a guest may go on working after its answer, as on Spin.
+    pub ended: AtomicU64,
+    /// Outbound requests, counted as they are sent.
+    pub outbound: Arc<AtomicU64>,
     /// Outbound connections opened (as many as requests without pooling).
     pub outbound_connections: Arc<AtomicU64>,
-    /// Largest linear memory seen in any instance, bytes.
-    pub peak_memory: AtomicU64,
+    /// Largest linear memory seen in any instance, bytes, counted as memory grows.
+    pub peak_memory: Arc<AtomicU64>,
 }
 
 /// A running host; dropping it stops it.

@@ -49,6 +49,9 @@ pub(super) struct Hooks {
     pub(super) stats: Arc<InvocationStats>,
     /// Connections opened by the app, all invocations.
     pub(super) connections: Arc<AtomicU64>,
+    /// Requests sent by the app, all invocations: counted here rather than when the
+    /// invocation ends, which may be long after its answer.
+    pub(super) requests: Arc<AtomicU64>,
     /// Secret values to keep out of log lines.
     pub(super) secrets: Arc<Vec<String>>,
 }
@@ -64,6 +67,7 @@ impl wasmtime_wasi_http::WasiHttpHooks for Hooks {
         // handle; there is nothing for the host to do with it (Spin ignores it too).
         _ = fut;
         self.stats.outbound.fetch_add(1, Ordering::Relaxed);
+        self.requests.fetch_add(1, Ordering::Relaxed);
         let uri = request.uri();
         let scheme = uri.scheme_str().unwrap_or("https").to_owned();
         let host = uri.host().unwrap_or("").to_owned();

@@ -10,7 +10,7 @@ use super::{manifest, redact, HostStats, InvocationStats, Limits, Running, UpCon
 use crate::http::{self, Body, Dropped};
 use crate::kv::SqliteKv;
 use crate::sample::splitmix64;
-use anyhow::{anyhow, Context as _, Result};
+use anyhow::{Context as _, Result};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -29,6 +29,9 @@ use wasmtime_wasi::{FsPerms, WasiCtx};
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
+
+mod ending;
+mod sync_body;
 
 /// What every invocation of the app shares.
 struct Shared {
@@ -174,6 +177,7 @@ async fn invoke(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Body> 
                 "chaosKills": s.chaos_kills.load(Ordering::Relaxed),
                 "timeouts": s.timeouts.load(Ordering::Relaxed),
                 "failures": s.failures.load(Ordering::Relaxed),
+                "ended": s.ended.load(Ordering::Relaxed),
                 "outbound": s.outbound.load(Ordering::Relaxed),
                 "outboundConnections": s.outbound_connections.load(Ordering::Relaxed),
                 "peakMemory": s.peak_memory.load(Ordering::Relaxed),
@@ -203,13 +207,14 @@ async fn invoke(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Body> 
             pool: shared.pool.clone(),
             stats: stats.clone(),
             connections: shared.stats.outbound_connections.clone(),
+            requests: shared.stats.outbound.clone(),
             secrets: shared.secrets.clone(),
         },
         kv: shared.kv.clone(),
         kv_labels: shared.kv_labels.clone(),
         limits: shared.limits.clone(),
         variables: shared.variables.clone(),
-        memory: MemoryLimiter::new(shared.limits.memory),
+        memory: MemoryLimiter::new(shared.limits.memory, shared.stats.peak_memory.clone()),
         stats: stats.clone(),
     };
     let mut store = Store::new(&shared.engine, ctx);
@@ -234,66 +239,48 @@ async fn invoke(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Body> 
         proxy.wasi_http_incoming_handler().call_handle(&mut store, incoming, out).await?;
         anyhow::Ok(store.data().memory.peak())
     };
-    // The guest runs on its own task so that it may go on writing the body after it
-    // set the response; the whole invocation, body included, must end inside `limit`.
+    // The guest runs on its own task, under the time limit from its start to its end:
+    // what it does after setting its response (the body, then any further work) counts.
     let task = tokio::spawn(tokio::time::timeout(limit, Busy { inner: Box::pin(run), busy: Duration::ZERO }));
-    let answer = async {
-        let response = receiver.await.map_err(|_| anyhow!("the guest ended without a response"))??;
-        let (parts, body) = response.into_parts();
-        let bytes = body.collect().await.map_err(|e| anyhow!("response body failed: {e:?}"))?.to_bytes();
-        anyhow::Ok(Response::from_parts(parts, http::full(bytes)))
-    };
-    let answer = tokio::time::timeout(limit + Duration::from_millis(50), answer).await;
-    let outcome = task.await;
-    // `failure`: the guest's error in full (with its wasm backtrace), for the log.
-    let (status_note, busy, peak, failure) = match &outcome {
-        Ok(Ok((Ok(peak), busy))) => ("ok".to_owned(), *busy, *peak, None),
-        Ok(Ok((Err(e), busy))) => {
-            shared.stats.failures.fetch_add(1, Ordering::Relaxed);
-            (format!("failed: {e:#}"), *busy, 0, Some(format!("guest invocation failed: {e:?}")))
-        }
-        Ok(Err(_)) if kill_at.is_some() => {
-            shared.stats.chaos_kills.fetch_add(1, Ordering::Relaxed);
-            ("killed by chaos".to_owned(), Duration::ZERO, 0, None)
-        }
-        Ok(Err(_)) => {
-            shared.stats.timeouts.fetch_add(1, Ordering::Relaxed);
-            (format!("killed: time limit of {:?}", shared.limits.time), Duration::ZERO, 0, None)
-        }
-        Err(e) => {
-            shared.stats.failures.fetch_add(1, Ordering::Relaxed);
-            (format!("panicked: {e}"), Duration::ZERO, 0, Some(format!("guest invocation panicked: {e:?}")))
-        }
-    };
-    shared.stats.outbound.fetch_add(stats.outbound.load(Ordering::Relaxed), Ordering::Relaxed);
-    shared.stats.peak_memory.fetch_max(peak as u64, Ordering::Relaxed);
-    let response = match (answer, failure) {
-        // host-sim's own limits (Spin has none locally) keep their explanatory answer.
-        _ if status_note.starts_with("killed") => plain(StatusCode::INTERNAL_SERVER_ERROR, &format!("invocation {status_note}")),
-        (Ok(Ok(response)), None) => response,
-        // The whole response was out before the guest failed: Spin has sent it by
-        // then, and only logs the failure.
-        (Ok(Ok(response)), Some(failure)) => {
-            tracing::error!("Component error after response started: {}", redact(&failure, &shared.secrets));
+    // Accounted on a task of its own, so that the counters are right even when the
+    // client goes away and hyper drops this future.
+    let ending = tokio::spawn(ending::account(shared.clone(), task, kill_at));
+    let invocation = ending::Invocation { shared: shared.clone(), route, started, stats };
+    // The sender lives in the guest's store: the receiver resolves when the guest sets
+    // its response, or when the store is gone (the guest ended, failed or was killed
+    // without setting one).
+    match receiver.await {
+        Ok(set) => {
+            // As Spin does: the response goes out now, its body streamed as the guest
+            // writes it, and the guest goes on. What happens to it later is only
+            // logged; a guest killed before finishing its body cuts the body short.
+            let response = match set {
+                Ok(response) => response.map(sync_body::stream),
+                Err(code) => internal_error(shared, &format!("the guest set an error as its response: {code:?}")),
+            };
+            let status = response.status().as_u16();
+            tokio::spawn(async move {
+                if let Ok(ended) = ending.await {
+                    if let Some(failure) = &ended.failure {
+                        tracing::error!("Component error after response started: {}", redact(failure, &invocation.shared.secrets));
+                    }
+                    invocation.log(status, &ended);
+                }
+            });
             response
         }
-        (_, Some(failure)) => internal_error(shared, &failure),
-        (Ok(Err(e)), None) => internal_error(shared, &format!("{e:?}")),
-        (Err(_), None) => internal_error(shared, "the response did not end in time"),
-    };
-    let _serialized = shared.log_lock.lock().unwrap_or_else(|p| p.into_inner());
-    tracing::info!(
-        component = %shared.app.component,
-        route = %route,
-        status = response.status().as_u16(),
-        wall_ms = started.elapsed().as_millis() as u64,
-        guest_ms = busy.as_millis() as u64,
-        outbound = stats.outbound.load(Ordering::Relaxed),
-        kv_read = stats.kv_read.load(Ordering::Relaxed),
-        kv_written = stats.kv_written.load(Ordering::Relaxed),
-        peak_memory_kib = peak as u64 / 1024,
-        outcome = %redact(&status_note, &shared.secrets),
-        "invocation"
-    );
-    response
+        Err(_) => {
+            let Ok(ended) = ending.await else {
+                return internal_error(shared, "the invocation's accounting panicked");
+            };
+            let response = match &ended.failure {
+                // host-sim's own limits (Spin has none locally) keep their explanatory answer.
+                _ if ended.killed => plain(StatusCode::INTERNAL_SERVER_ERROR, &format!("invocation {}", ended.note)),
+                Some(failure) => internal_error(shared, failure),
+                None => internal_error(shared, "the guest ended without a response"),
+            };
+            invocation.log(response.status().as_u16(), &ended);
+            response
+        }
+    }
 }

@@ -3,6 +3,8 @@
 //! inside guest code, the memory limiter, and running a wasm program to its end.
 
 use anyhow::{anyhow, Result};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, Store};
@@ -25,14 +27,34 @@ pub fn componentize_with(bytes: &[u8], adapter: &[u8]) -> Result<Vec<u8>> {
 
 /// Advances `engine`'s epoch every 10 ms: guest code yields at each tick (see
 /// [`start`](super::server::start)), so a deadline or a kill takes effect within 10 ms
-/// even in a tight loop.
+/// even in a tight loop. The ticking runs on a thread of its own, not on the runtime:
+/// a guest looping on a worker yields only at a tick, and the runtime's timers are only
+/// driven when a worker gets to them, so a ticker on the runtime could wait for the very
+/// guest that waits for it (seen: a looping guest never killed by its time limit).
+/// Aborting the returned task (or dropping the runtime) stops the thread.
 pub fn epoch_ticker(engine: Engine) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut interval = tokio::time::interval(Duration::from_millis(10));
-        loop {
-            interval.tick().await;
+    /// Stops the thread when the task is aborted or dropped.
+    struct StopOnDrop(Arc<AtomicBool>);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped = stop.clone();
+    let spawned = std::thread::Builder::new().name("epoch-ticker".into()).spawn(move || {
+        while !stopped.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(10));
             engine.increment_epoch();
         }
+    });
+    if let Err(e) = spawned {
+        tracing::error!("cannot start the epoch ticker thread: {e}; guests will not be interrupted");
+    }
+    let guard = StopOnDrop(stop);
+    tokio::spawn(async move {
+        let _guard = guard;
+        std::future::pending::<()>().await
     })
 }
 
@@ -93,16 +115,20 @@ pub async fn run_command(wasm: &[u8], args: &[String]) -> Result<Vec<u8>> {
     Ok(stdout.contents().to_vec())
 }
 
-/// Enforces the memory limit of one instance and records its peak.
+/// Enforces the memory limit of one instance and records its peak, and the host's.
 pub(super) struct MemoryLimiter {
     limit: usize,
     peak: usize,
+    /// The largest of all instances: updated as memory grows, not when the invocation
+    /// ends, which may be long after its answer.
+    host_peak: Arc<AtomicU64>,
 }
 
 impl MemoryLimiter {
-    /// A limiter allowing `limit` bytes of linear memory.
-    pub(super) fn new(limit: usize) -> MemoryLimiter {
-        MemoryLimiter { limit, peak: 0 }
+    /// A limiter allowing `limit` bytes of linear memory, recording the host's peak in
+    /// `host_peak`.
+    pub(super) fn new(limit: usize, host_peak: Arc<AtomicU64>) -> MemoryLimiter {
+        MemoryLimiter { limit, peak: 0, host_peak }
     }
 
     /// The largest linear memory granted so far, in bytes.
@@ -117,6 +143,7 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
             return Ok(false);
         }
         self.peak = self.peak.max(desired);
+        self.host_peak.fetch_max(desired as u64, Ordering::Relaxed);
         Ok(true)
     }
 
