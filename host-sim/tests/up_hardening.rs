@@ -620,19 +620,48 @@ async fn huge_post(host: SocketAddr, token: Option<&str>, chunked: bool) -> (u16
     };
     let head = String::from_utf8_lossy(&got[..head_end]).into_owned();
     let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let length: usize = head
+    let length = head
         .lines()
         .find_map(|l| l.split_once(':').filter(|(k, _)| k.trim().eq_ignore_ascii_case("content-length")))
-        .map(|(_, v)| v.trim().parse().unwrap())
-        .unwrap_or_else(|| panic!("no Content-Length in {head:?}"));
-    while got.len() < head_end + length {
-        let n = tokio::time::timeout(Duration::from_secs(10), reader.read(&mut buf)).await.expect("answer body").unwrap();
-        assert!(n > 0, "the answer's body was cut short");
-        got.extend_from_slice(&buf[..n]);
-    }
+        .map(|(_, v)| v.trim().parse::<usize>().unwrap());
+    // Like Spin, host-sim streams the guest's body as the guest writes it: chunked,
+    // unless the guest sets a Content-Length.
+    let body = match length {
+        Some(length) => {
+            while got.len() < head_end + length {
+                let n = tokio::time::timeout(Duration::from_secs(10), reader.read(&mut buf)).await.expect("answer body").unwrap();
+                assert!(n > 0, "the answer's body was cut short");
+                got.extend_from_slice(&buf[..n]);
+            }
+            got[head_end..head_end + length].to_vec()
+        }
+        None => {
+            assert!(head.to_ascii_lowercase().contains("transfer-encoding: chunked"), "neither Content-Length nor chunked: {head:?}");
+            while !got[head_end..].ends_with(b"0\r\n\r\n") {
+                let n = tokio::time::timeout(Duration::from_secs(10), reader.read(&mut buf)).await.expect("answer body").unwrap();
+                assert!(n > 0, "the answer's body was cut short");
+                got.extend_from_slice(&buf[..n]);
+            }
+            dechunk(&got[head_end..])
+        }
+    };
     write.abort();
-    let body = serde_json::from_slice(&got[head_end..head_end + length]).unwrap_or(Value::Null);
+    let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
     (status, body, took, sent_by_then)
+}
+
+/// The data of a chunked body (`<hex size>\r\n<data>\r\n` ... `0\r\n\r\n`).
+fn dechunk(mut chunked: &[u8]) -> Vec<u8> {
+    let mut data = Vec::new();
+    loop {
+        let line_end = chunked.windows(2).position(|w| w == b"\r\n").expect("a chunk size line");
+        let size = usize::from_str_radix(std::str::from_utf8(&chunked[..line_end]).unwrap().trim(), 16).unwrap();
+        if size == 0 {
+            return data;
+        }
+        data.extend_from_slice(&chunked[line_end + 2..line_end + 2 + size]);
+        chunked = &chunked[line_end + 2 + size + 2..];
+    }
 }
 
 /// A 200 MiB `POST /uploads` without a token is answered 401 at once, its body not

@@ -10,6 +10,9 @@
 //! limits: wall-clock time per invocation (epoch interruption for guest code, a
 //! timeout around host I/O), linear memory, key and value sizes and the number of keys.
 //!
+//! The response goes out once the guest sets it, and the guest may go on working after
+//! it under the same limits, as in Spin ("answer 202, then keep working").
+//!
 //! Where Spin 3.6.3 itself answers (a guest that traps: `500` with an empty body, the
 //! error in the log; an undeclared `--variable`: ignored), host-sim answers the same.
 //!

@@ -1,6 +1,9 @@
 //! The HTTP side of `host-sim up`: [`start`] loads the app and serves it, and every
 //! request is one invocation of a fresh instance, under the platform's limits and the
-//! chaos kills, logged in one line as Spin logs it.
+//! chaos kills, logged in one line as Spin logs it. As in Spin, the response goes out
+//! as soon as the guest sets it (`response-outparam.set`), its body streamed as the
+//! guest writes it, and the guest may go on working, still under the limits; the
+//! invocation is counted and logged when the guest ends (`ending`).
 
 use super::allowed_hosts::Policy;
 use super::imports::{self, Ctx};
