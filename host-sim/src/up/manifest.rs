@@ -220,7 +220,8 @@ mod tests {
     fn the_projects_manifest_resolves() {
         let (path, given) = projects_manifest();
         let app = load(&path, &given, &BTreeMap::new()).unwrap();
-        assert_eq!(app.allowed_outbound_hosts, vec!["https://vod2.qcloud.com", "http://127.0.0.1:8080"]);
+        // notify_origin unset: its harmless default keeps the entry valid.
+        assert_eq!(app.allowed_outbound_hosts, vec!["https://vod2.qcloud.com", "http://127.0.0.1:8080", "https://notify.invalid"]);
         assert_eq!(app.key_value_stores, vec!["default"]);
         assert_eq!(app.variables["budget_ms"], "20000");
         assert!(app.secrets.contains(&"k".to_string()) && app.secrets.contains(&"t".to_string()));
