@@ -59,8 +59,6 @@ pub(super) fn config() -> Result<Config, String> {
         variable("events_suffixes").as_deref(),
         variable("events_min_bytes").as_deref(),
     )?;
-    events.data_size = number("events_data_size", events.data_size)?;
-    crate::protocol::params::data_size(events.data_size).map_err(|p| format!("the events_data_size variable: {p}"))?;
     Ok(Config { api_token: variable("api_token").unwrap_or_default(), settings, policy, events })
 }
 
