@@ -19,13 +19,16 @@ use sha2::Sha256;
 pub struct NotifyTarget {
     /// The receiver's URL (under an allowed outbound host).
     pub url: String,
+    /// The first wait before a failed delivery is tried again, doubling up to an hour.
+    pub retry_secs: u64,
     secret: Vec<u8>,
 }
 
 impl NotifyTarget {
-    /// A receiver at `url`, signed with `secret`.
+    /// A receiver at `url`, signed with `secret`; a failed delivery is tried again
+    /// after [`DEFAULT_RETRY_SECS`], doubling.
     pub fn new(url: impl Into<String>, secret: impl AsRef<[u8]>) -> NotifyTarget {
-        NotifyTarget { url: url.into(), secret: secret.as_ref().to_vec() }
+        NotifyTarget { url: url.into(), retry_secs: DEFAULT_RETRY_SECS, secret: secret.as_ref().to_vec() }
     }
 
     /// The headers of one delivery of `event`, signed at `unix` seconds.
@@ -108,6 +111,12 @@ pub fn event_for(up: &Upload) -> Option<Event> {
 /// Attempts before a delivery is given up (about a day and a half of backoff).
 pub const MAX_ATTEMPTS: u32 = 40;
 
+/// The first wait before a failed delivery is tried again.
+pub const DEFAULT_RETRY_SECS: u64 = 10;
+
+/// The longest wait between attempts.
+const MAX_WAIT_SECS: u64 = 3600;
+
 /// Where the delivery of one event stands, as stored while it is not yet delivered
 /// (`vu1/{id}/notify`) and once it is (`vu1/{id}/notified/{done|failed}`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,8 +153,8 @@ impl Delivery {
     }
 
     /// After an attempt at `now`: delivered, or the next try after a backoff that
-    /// doubles from 10 s to at most an hour.
-    pub fn attempted(&mut self, now: u64, result: Result<(), String>) {
+    /// doubles from `retry_secs` to at most an hour.
+    pub fn attempted(&mut self, now: u64, result: Result<(), String>, retry_secs: u64) {
         self.attempts += 1;
         match result {
             Ok(()) => {
@@ -154,7 +163,7 @@ impl Delivery {
                 self.last_error = None;
             }
             Err(e) => {
-                let wait = 10u64.saturating_mul(1 << self.attempts.saturating_sub(1).min(20)).min(3600);
+                let wait = retry_secs.max(1).saturating_mul(1 << self.attempts.saturating_sub(1).min(20)).min(MAX_WAIT_SECS);
                 self.next_at = if self.given_up() { 0 } else { now + wait };
                 self.last_error = Some(e);
             }
@@ -212,7 +221,7 @@ mod tests {
         let mut waits = vec![];
         for i in 0..MAX_ATTEMPTS {
             let now = 1000 * u64::from(i);
-            d.attempted(now, Err("503".into()));
+            d.attempted(now, Err("503".into()), DEFAULT_RETRY_SECS);
             if d.next_at > 0 {
                 waits.push(d.next_at - now);
             }
@@ -222,9 +231,9 @@ mod tests {
         assert!(d.given_up() && !d.due(u64::MAX));
         assert_eq!(d.status()["gaveUp"], true);
         let mut ok = Delivery::new("x.done");
-        ok.attempted(5, Err("timeout".into()));
+        ok.attempted(5, Err("timeout".into()), DEFAULT_RETRY_SECS);
         assert!(!ok.due(14) && ok.due(15));
-        ok.attempted(15, Ok(()));
+        ok.attempted(15, Ok(()), DEFAULT_RETRY_SECS);
         assert!(!ok.due(u64::MAX) && ok.delivered_at == Some(15) && ok.last_error.is_none());
         assert_eq!(Delivery::decode(&ok.encode()), Some(ok));
         assert_eq!(Delivery::decode(b"not json"), None);

@@ -71,7 +71,16 @@ fn notify_target() -> Result<Option<NotifyTarget>, String> {
             if origin_of(&url).is_none() {
                 return Err("the notify_url variable must be an http(s) URL".into());
             }
-            Ok(Some(NotifyTarget::new(url.trim(), secret)))
+            let mut target = NotifyTarget::new(url.trim(), secret);
+            if let Some(v) = variable("notify_retry_secs") {
+                target.retry_secs = v
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|s| (1..=3600).contains(s))
+                    .ok_or("the notify_retry_secs variable must be a whole number of seconds from 1 to 3600")?;
+            }
+            Ok(Some(target))
         }
         (Some(_), None) => Err("the notify_url variable is set but notify_secret is not: deliveries are signed with it".into()),
         (None, Some(_)) => Err("the notify_secret variable is set but notify_url is not".into()),

@@ -53,7 +53,7 @@ pub(crate) async fn deliver_due<I: Io>(io: &I, s: &Settings, up: &Upload, deadli
         Ok(Err(e)) => Err(format!("the request failed: {e}")),
         Err(Late::Stall(_) | Late::Deadline) => Err("the receiver did not answer in time".into()),
     };
-    delivery.attempted(io.unix_now(), result);
+    delivery.attempted(io.unix_now(), result, target.retry_secs);
     let pending = checkpoint::notify_key(&up.id);
     if delivery.delivered_at.is_some() {
         io.kv_set(&checkpoint::notified_key(&up.id, event.ended), &delivery.encode()).await.map_err(storage)?;
