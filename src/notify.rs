@@ -8,7 +8,7 @@
 //! delivery of one event carries the same `vod-uploader-delivery` id, for the receiver
 //! to drop the repeats an at-least-once sender makes.
 
-use crate::upload::{display_source, State, Upload};
+use crate::upload::{status, State, Upload};
 use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -81,29 +81,15 @@ pub fn event_for(up: &Upload) -> Option<Event> {
         State::Failed => ("upload.failed", "failed", format!("{}.failed.{ended_at}", up.id)),
         _ => return None,
     };
-    let mut body = json!({
-        "type": kind,
-        "deliveryId": delivery_id,
-        "id": up.id,
-        "state": up.state(),
-        "source": display_source(&up.spec.source),
-        "fileName": up.spec.file_name,
-        "fileType": up.spec.file_type,
-        "size": up.identity.size,
-        "createdAt": up.created_at,
-        "endedAt": ended_at,
-    });
+    // The status's own fields (one place says how an upload is shown), those a
+    // receiver needs, plus what makes it an event.
+    let status = status(up);
+    let mut body = json!({ "type": kind, "deliveryId": delivery_id, "endedAt": ended_at });
     let map = body.as_object_mut().expect("an object");
-    for (key, value) in [("fileSha", up.file_sha()), ("fileId", up.file_id()), ("url", up.url())] {
-        if let Some(value) = value {
-            map.insert(key.into(), json!(value));
+    for key in ["id", "state", "source", "fileName", "fileType", "size", "createdAt", "fileSha", "fileId", "url", "tags", "error"] {
+        if let Some(value) = status.get(key) {
+            map.insert(key.into(), value.clone());
         }
-    }
-    if !up.spec.tags.is_empty() {
-        map.insert("tags".into(), json!(up.spec.tags));
-    }
-    if let Some(error) = up.error() {
-        map.insert("error".into(), json!({ "code": error.code, "message": error.message }));
     }
     Some(Event { kind, ended, delivery_id, body: serde_json::to_vec(&body).expect("JSON serializes") })
 }
