@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::cloudevents::azure_blob;
+use super::azure::azure_blob;
 use super::fields::{base64_bytes, md5_base64_to_hex, str_at, text_at, u64_at};
 use super::{parse_value, ObjectEvent, Parsed, Store};
 

@@ -29,6 +29,7 @@
 //! object version's identity alone: a repeated event names the same upload, a new
 //! version of the same key a new one.
 
+mod azure;
 mod cloudevents;
 mod envelope;
 mod fields;
