@@ -197,3 +197,17 @@ async fn other_kinds_are_ignored_and_unknown_bodies_refused() {
     assert_eq!(options.status, 200, "{:?}", options.body);
     assert!(options.headers.iter().any(|(k, v)| k == "webhook-allowed-origin" && v == "eventemitter.example.com"), "{:?}", options.headers);
 }
+
+/// An SNS subscription is confirmed by GETting its SubscribeURL; one the component
+/// cannot reach (no allowed outbound host for it here) is answered with what to allow.
+#[tokio::test]
+async fn an_unreachable_sns_confirmation_says_what_to_allow() {
+    let env = env().await;
+    let auth = format!("Bearer {EVENTS_TOKEN}");
+    let body = include_bytes!("fixtures/events/sns-subscription-confirmation.json");
+    let r =
+        env.call("POST", "/events", "", &[("authorization", &auth), ("x-amz-sns-message-type", "SubscriptionConfirmation")], body).await;
+    assert_eq!((r.status, r.body["error"]["code"].as_str()), (502, Some("upstream_error")), "{:?}", r.body);
+    let message = r.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("allowed_outbound_hosts") && message.contains("https://sns."), "{message}");
+}
