@@ -116,6 +116,8 @@ async fn an_s3_event_uploads_the_private_object_once() {
     assert_eq!(status["state"], "done", "{status}");
     assert_eq!(status["event"]["key"], key);
     assert_eq!(status["source"], format!("s3://vids/{key}"));
+    // The first invocation's probe, then the read: both are source requests.
+    assert_eq!(status["stats"]["sourceRequests"], 2, "{status}");
     let held = env.stack.stored_sha1(status["fileId"].as_str().unwrap()).await.unwrap();
     assert_eq!(held, (bytes.len() as u64, sha1_hex(&bytes)));
 

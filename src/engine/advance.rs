@@ -10,7 +10,7 @@ use super::run::Run;
 use super::settings::Settings;
 use super::wait::Limits;
 use crate::error::Error;
-use crate::source::{Source, SourceError};
+use crate::source::SourceError;
 use crate::upload::{State, Upload};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -90,7 +90,7 @@ impl<I: Io> Run<'_, I> {
                     if up.needs_probe() {
                         // Created from an event: the source as the store has it now.
                         let identity = probe(self.io, self.s, &up.spec.source).await?;
-                        up.stats.source_requests += matches!(up.spec.source, Source::Url(_)) as u64;
+                        up.stats.source_requests += up.spec.source.is_remote() as u64;
                         up.probed(identity).map_err(SourceError::Changed)?;
                     }
                     up.start_hashing()

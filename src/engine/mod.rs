@@ -43,7 +43,6 @@ pub use tick::{tick, TickReport};
 
 use crate::checkpoint;
 use crate::error::Error;
-use crate::source::Source;
 use crate::upload::{Outcome, Spec, State, Upload};
 use records::{commit, keys_of, load_raw, remove_keys, storage};
 
@@ -71,7 +70,7 @@ pub async fn cancel<I: Io>(io: &I, id: &str) -> Result<Option<Upload>, Error> {
 pub async fn create<I: Io>(io: &I, settings: &Settings, spec: Spec) -> Result<(Upload, bool), Error> {
     let identity = probe(io, settings, &spec.source).await?;
     let mut up = Upload::new(spec, identity, io.unix_now());
-    up.stats.source_requests = matches!(up.spec.source, Source::Url(_) | Source::S3(_)) as u64;
+    up.stats.source_requests = up.spec.source.is_remote() as u64;
     let (existing, end) = load_raw(io, &up.id).await?;
     match (existing, &end) {
         (Some(mut existing), Some(end @ Outcome::Done { .. })) => {

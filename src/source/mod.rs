@@ -222,6 +222,12 @@ impl Source {
         Source::s3(bucket, key)
     }
 
+    /// Whether reading it sends HTTP requests (a URL or an S3 object; a local path is
+    /// read through the filesystem): what a source request counts.
+    pub fn is_remote(&self) -> bool {
+        matches!(self, Source::Url(_) | Source::S3(_))
+    }
+
     /// The source as the user wrote it (`s3://` lower-cased).
     pub fn location(&self) -> &str {
         match self {
