@@ -61,6 +61,9 @@ pub mod codes {
     pub const CONFLICT: &str = "conflict";
     /// The deployment's configuration is incomplete or wrong.
     pub const CONFIG: &str = "config_error";
+    /// A platform quota (`outbound_per_hour`, `kv_writes_per_second`) is used up for now
+    /// (retryable: the upload goes on when its window ends).
+    pub const QUOTA: &str = "quota_exhausted";
 }
 
 /// Why the engine stopped.
@@ -83,6 +86,9 @@ pub enum Error {
     /// The upload ended (another invocation finished it, or the user cancelled it)
     /// while this invocation worked: not a failure, a reason to stop.
     Ended(Outcome),
+    /// A platform quota stopped the invocation before it could record its work (the
+    /// upload goes on from its last checkpoint once the window ends).
+    Quota(crate::engine::QuotaStop),
 }
 
 impl Error {
@@ -91,7 +97,7 @@ impl Error {
         match self {
             Error::Source(e) => e.retryable(),
             Error::Vod(e) => e.retryable,
-            Error::VodTransport(_) | Error::Storage(_) | Error::OutOfTime => true,
+            Error::VodTransport(_) | Error::Storage(_) | Error::OutOfTime | Error::Quota(_) => true,
             Error::Checkpoint(_) | Error::Ended(_) => false,
         }
     }
@@ -121,6 +127,7 @@ impl Error {
             Error::Ended(Outcome::Cancelled { .. }) => (409, codes::CANCELLED),
             Error::Ended(Outcome::Done { .. }) => (409, codes::CONFLICT),
             Error::Storage(_) => (500, codes::STORAGE),
+            Error::Quota(_) => (429, codes::QUOTA),
             Error::Checkpoint(_) => (500, codes::CHECKPOINT),
         }
     }
@@ -194,6 +201,7 @@ impl fmt::Display for Error {
             Error::Vod(e) => e.fmt(f),
             Error::VodTransport(m) => write!(f, "VOD service unavailable: {m}"),
             Error::Storage(m) => write!(f, "key-value store: {m}"),
+            Error::Quota(q) => write!(f, "the platform quota {} = {} is used up until unix time {}", q.quota, q.limit, q.retry_at),
             Error::Checkpoint(m) => write!(f, "checkpoint: {m}"),
             Error::OutOfTime => f.write_str("the invocation's time was up before anything arrived"),
             Error::Ended(Outcome::Cancelled { .. }) => f.write_str("the upload was cancelled"),

@@ -10,10 +10,13 @@
 //! - [`source`]: where the bytes come from, and checks of what a source answers;
 //! - [`upload`]: the upload as a state machine, each state with its data;
 //! - [`checkpoint`]: how an upload is stored (format 2; format 1 still read);
+//! - [`lease`]: which invocation works on which part of an upload, across instances;
 //! - [`error`]: the engine's one error type and the stable codes users see;
 //! - [`notify`]: the completion webhook's events, signatures and retries;
+//! - [`quota`]: platform quotas shared by every instance, kept by claims in the store;
 //! - [`engine`]: the I/O, sequenced over an [`engine::Io`] trait;
-//! - [`api`]: the HTTP API; `component` (wasm32 only): the Spin adapter.
+//! - [`api`]: the HTTP API; [`log`]: one JSON line per invocation; `component` (wasm32
+//!   only): the Spin adapter.
 
 #![warn(missing_docs)]
 
@@ -27,10 +30,13 @@ pub mod events;
 pub mod hasher;
 pub mod hex;
 pub mod io_error;
+pub mod lease;
+pub mod log;
 pub mod md5x4;
 pub mod notify;
 pub mod parts;
 pub mod protocol;
+pub mod quota;
 pub mod sign;
 pub mod source;
 pub mod upload;

@@ -9,7 +9,7 @@
 
 mod sim;
 
-use sim::scenario::{run_scenario, run_seed, run_seed_with, stalled_next_to_healthy, Preseed, Scenario};
+use sim::scenario::{run_scenario, run_seed, run_seed_with, stalled_next_to_healthy, upload_pass_with, Preseed, Scenario};
 use sim::world::{KillWhen, Kills};
 
 /// Seeded scenarios per test below; the harness runs the tests in parallel.
@@ -215,4 +215,55 @@ fn refused_md5_chunk_writes_leave_no_record_counting_them() {
             panic!("seed {seed}: {e}");
         }
     }
+}
+
+/// The example of the request quota: a 1 GiB upload in 1 MiB parts (about
+/// 1,030 requests) under `outbound_per_hour = 500`, on platform-sized invocations
+/// (20 s budgets, scheduled alone or two or three at once), starting at an hour's
+/// start. It sends 500 requests in its first hour, 500 in its second, finishes in its
+/// third, and never goes over 500 in an hour; then the same under the write quota too.
+#[test]
+fn a_gib_under_500_requests_an_hour_finishes_in_its_third_hour() {
+    let mut sc = Scenario::plain(1 << 30, 1 << 20, false);
+    sc.budget_ms = 20_000;
+    sc.checkpoint_ms = 2_000;
+    sc.concurrency = 4;
+    sc.first_read = u64::MAX;
+    sc.quotas.outbound_per_hour = Some(500);
+    for kv in [None, Some(50)] {
+        sc.quotas.kv_writes_per_second = kv;
+        let report = run_scenario(7, &sc, Some(Kills::None)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(report.outcome, "Done");
+        let hours: Vec<(u64, u64)> = report.sends_by_hour.iter().map(|(h, n)| (*h, *n)).collect();
+        println!("kv_writes_per_second {kv:?}: requests by hour {hours:?}, most writes in a second {}", report.most_writes_in_a_second);
+        let (first, last) = (hours[0].0, hours[hours.len() - 1].0);
+        assert_eq!(last - first, 2, "the last request goes out in the third hour: {hours:?}");
+        assert!(hours.iter().all(|(_, n)| *n <= 500), "never over the quota: {hours:?}");
+        // Alone, the upload sends about 1,030 requests; under the write quota too, a few
+        // invocations stop mid-range and read the source again.
+        let total: u64 = hours.iter().map(|(_, n)| n).sum();
+        assert!((1025..=if kv.is_none() { 1100 } else { 1250 }).contains(&total), "requests in all: {total}");
+        assert!(hours[0].1 >= 450 && hours[1].1 >= 450, "the quota is used, not wasted: {hours:?}");
+        if let Some(kv) = kv {
+            assert!(report.most_writes_in_a_second <= kv);
+        }
+    }
+}
+
+/// Three instances ticking together send one upload's part ranges side by side: the
+/// upload pass takes well under half the time of one instance alone (each instance's
+/// network is the limit), and the parts sent twice stay under 5% of the file.
+#[test]
+fn three_instances_share_one_upload_pass() {
+    let (size, part) = (6 << 20, 16 << 10);
+    let one = upload_pass_with(3, 1, size, part).unwrap_or_else(|e| panic!("one instance: {e}"));
+    let three = upload_pass_with(3, 3, size, part).unwrap_or_else(|e| panic!("three instances: {e}"));
+    let speedup = one.upload_pass.as_secs_f64() / three.upload_pass.as_secs_f64();
+    println!(
+        "one instance: {:?} in {} rounds; three: {:?} in {} rounds, {} bytes sent twice; speedup {speedup:.2}x",
+        one.upload_pass, one.rounds, three.upload_pass, three.rounds, three.duplicate_bytes
+    );
+    assert!(speedup >= 2.5, "three instances are {speedup:.2}x one");
+    assert!(three.duplicate_bytes * 20 <= size as u64, "{} bytes sent twice, over 5% of {size}", three.duplicate_bytes);
+    assert_eq!(one.duplicate_bytes, 0);
 }

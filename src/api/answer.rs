@@ -10,9 +10,9 @@ use serde_json::{json, Value};
 pub struct ApiResponse {
     /// Status code.
     pub status: u16,
-    /// Headers (content-type is always JSON).
+    /// Headers (content-type JSON, but for [`ApiResponse::text`]).
     pub headers: Vec<(String, String)>,
-    /// JSON body.
+    /// JSON body (a string of text for [`ApiResponse::text`]).
     pub body: Value,
 }
 
@@ -25,6 +25,15 @@ impl ApiResponse {
     /// A JSON answer with `status`.
     pub(crate) fn json(status: u16, body: Value) -> Self {
         ApiResponse { status, headers: vec![("content-type".into(), "application/json".into())], body }
+    }
+
+    /// A plain text answer (`/metrics`): the body is the text as it is, not JSON.
+    pub(crate) fn text(status: u16, text: String) -> Self {
+        ApiResponse { status, headers: vec![("content-type".into(), "text/plain; charset=utf-8".into())], body: Value::String(text) }
+    }
+
+    fn is_text(&self) -> bool {
+        self.headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("content-type") && v.starts_with("text/plain"))
     }
 
     /// A request refused: the refusal's status and code, and `message` saying why.
@@ -41,6 +50,9 @@ impl ApiResponse {
 
     /// The body as bytes.
     pub fn body_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(&self.body).expect("JSON serializes")
+        match &self.body {
+            Value::String(text) if self.is_text() => text.clone().into_bytes(),
+            body => serde_json::to_vec(body).expect("JSON serializes"),
+        }
     }
 }

@@ -8,6 +8,8 @@
 pub mod answer;
 pub mod create;
 pub mod events;
+pub mod metrics;
+mod status;
 
 pub use answer::{error_body, ApiResponse};
 pub use create::{parse_create, MAX_TAGS, MAX_TAG_CHARS};
@@ -16,8 +18,9 @@ pub use events::{After, EventsConfig};
 use crate::engine::{self, Body, Io, IoError, Settings};
 use crate::error::{Error, Refusal};
 use crate::source::SourcePolicy;
-use crate::upload::{self, Upload};
+use crate::upload::Upload;
 use serde_json::json;
+use status::{status_answer, status_of};
 use std::time::Duration;
 
 /// Largest accepted request body.
@@ -159,7 +162,7 @@ async fn answer<I: Io, B: Body>(
     }
     let method = method.as_str();
     let not_allowed = || ApiResponse::refused(Refusal::MethodNotAllowed, format!("{method} is not allowed on {path}"));
-    let status_of = |found: Result<Option<Upload>, Error>, id: &'_ str| {
+    let answer_for = |found: Result<Option<Upload>, Error>, id: &'_ str| {
         let id = id.to_owned();
         async move { status_answer(io, &config.settings, found, &id).await }
     };
@@ -170,10 +173,13 @@ async fn answer<I: Io, B: Body>(
                 Err(response) => response,
             },
             "GET" => match engine::list(io).await {
-                Ok(listing) => ApiResponse::json(
-                    200,
-                    json!({ "uploads": listing.uploads.iter().map(upload::status).collect::<Vec<_>>(), "unreadable": listing.unreadable }),
-                ),
+                Ok(listing) => {
+                    let mut uploads = Vec::with_capacity(listing.uploads.len());
+                    for up in &listing.uploads {
+                        uploads.push(status_of(io, &config.settings, Some(listing.keys()), up).await);
+                    }
+                    ApiResponse::json(200, json!({ "uploads": uploads, "unreadable": listing.unreadable }))
+                }
                 Err(e) => ApiResponse::from_error(&e),
             },
             _ => not_allowed(),
@@ -182,19 +188,23 @@ async fn answer<I: Io, B: Body>(
             ApiResponse::refused(Refusal::NotFound, format!("no upload {id:?}: ids are 20 hex digits"))
         }
         ["uploads", id] => match method {
-            "GET" => status_of(engine::load(io, id).await, id).await,
-            "DELETE" => status_of(engine::cancel(io, id).await, id).await,
+            "GET" => answer_for(engine::load(io, id).await, id).await,
+            "DELETE" => answer_for(engine::cancel(io, id).await, id).await,
             _ => not_allowed(),
         },
         ["uploads", id, "advance"] => match method {
-            "POST" => status_of(engine::advance(io, &config.settings, id, started).await, id).await,
+            "POST" => answer_for(engine::advance(io, &config.settings, id, started).await, id).await,
             _ => not_allowed(),
         },
         ["uploads", id, "retry"] => match method {
             "POST" => match engine::retry(io, id).await {
-                Ok(Some(_)) => status_of(engine::advance(io, &config.settings, id, started).await, id).await,
-                other => status_of(other, id).await,
+                Ok(Some(_)) => answer_for(engine::advance(io, &config.settings, id, started).await, id).await,
+                other => answer_for(other, id).await,
             },
+            _ => not_allowed(),
+        },
+        ["metrics"] => match method {
+            "GET" => metrics::answer(io, &config.settings).await,
             _ => not_allowed(),
         },
         ["tick"] => match method {
@@ -217,23 +227,6 @@ async fn answer<I: Io, B: Body>(
     }
 }
 
-/// An upload's status, with where its completion event's delivery stands (`notified`)
-/// when the deployment has a webhook and the upload owes one.
-async fn status_answer<I: Io>(io: &I, settings: &Settings, found: Result<Option<Upload>, Error>, id: &str) -> ApiResponse {
-    match found {
-        Ok(Some(up)) => {
-            let mut status = upload::status(&up);
-            // Bookkeeping only: a store that cannot say leaves the field out.
-            if let Ok(Some(delivery)) = engine::delivery(io, settings, &up).await {
-                status["notified"] = delivery.status();
-            }
-            ApiResponse::json(200, status)
-        }
-        Ok(None) => ApiResponse::refused(Refusal::NotFound, format!("no upload {id}")),
-        Err(e) => ApiResponse::from_error(&e),
-    }
-}
-
 async fn create<I: Io>(io: &I, config: &Config, body: &[u8], started: Duration) -> ApiResponse {
     let spec = match parse_create(body, &config.policy) {
         Ok(spec) => spec,
@@ -249,7 +242,7 @@ async fn create<I: Io>(io: &I, config: &Config, body: &[u8], started: Duration) 
         Ok(None) => up,
         Err(e) => return ApiResponse::from_error(&e),
     };
-    let mut response = ApiResponse::json(if created { 201 } else { 200 }, upload::status(&up));
+    let mut response = ApiResponse::json(if created { 201 } else { 200 }, status_of(io, &config.settings, None, &up).await);
     response.headers.push(("location".into(), format!("/uploads/{}", up.id)));
     response
 }

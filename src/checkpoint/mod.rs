@@ -70,6 +70,17 @@ pub fn notify_keys(id: &str) -> [String; 3] {
     [notify_key(id), notified_key(id, "failed"), notified_key(id, "done")]
 }
 
+/// The key of an upload's lease `name` (see [`crate::lease`]).
+pub fn lease_key(id: &str, name: &str) -> String {
+    format!("{KEY_PREFIX}{id}/lease/{name}")
+}
+
+/// The upload id and lease name of a lease key.
+pub fn lease_of_key(key: &str) -> Option<(&str, &str)> {
+    let (id, name) = key.strip_prefix(KEY_PREFIX)?.split_once("/lease/")?;
+    (!id.is_empty() && !id.contains('/') && !name.is_empty()).then_some((id, name))
+}
+
 /// The upload id of a main record's key (not of an auxiliary key).
 pub fn id_of_record_key(key: &str) -> Option<&str> {
     key.strip_prefix(KEY_PREFIX).filter(|id| !id.is_empty() && !id.contains('/'))

@@ -30,11 +30,14 @@ fn worst_case_sizes_for_large_files() {
         let mut u = upload(size, part);
         let parts = size.div_ceil(part);
         // Worst moment: the tail one MD5 short of a full chunk, a worst-case error, and
-        // a full concurrency's worth of out-of-order done parts.
+        // 64 runs of out-of-order done parts (ranges of several invocations, and the
+        // parts each has in flight).
         let s = u.uploading_mut().unwrap();
         s.md5s.chunks = (parts - (MD5S_PER_CHUNK - 1)) / MD5S_PER_CHUNK;
         s.md5s.tail = vec![0xab; 16 * (MD5S_PER_CHUNK as usize - 1)];
-        s.done.above = (0..64).map(|i| parts - 1 - i).collect();
+        for i in 0..64 {
+            s.done.mark(parts - 1 - 2 * i);
+        }
         let error = UploadError { code: "vod_rejected".into(), message: "m".repeat(500), retryable: true, vod_code: Some(-10003) };
         u.waiting = Some(Waiting { error, retry_after: u64::MAX });
         let record_bytes = u.encode().len();
@@ -95,9 +98,14 @@ fn format_2_golden() {
     s.session = true;
     s.done.mark(1);
     s.md5s.tail = vec![7; 16];
-    let golden = r#"{"format":2,"id":"0123456789abcdef0123","spec":{"source":{"kind":"url","location":"https://b.example/v.mp4"},"fileName":"nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn","fileType":"mp4","tags":["a"],"classId":18446744073709551615,"isTranscode":true,"isScreenshot":true,"isWatermark":true,"dataSize":4},"identity":{"size":10,"lastModified":"Wed, 21 Oct 2015 07:28:00 GMT"},"phase":{"state":"uploading","fileSha":"ffffffffffffffffffffffffffffffffffffffff","md5s":{"partSize":4,"chunks":0,"tail":"BwcHBwcHBwcHBwcHBwcHBw=="},"partSize":4,"done":{"below":0,"above":[1]},"session":true,"repairs":0},"retries":0,"invocations":0,"createdAt":1,"updatedAt":1,"attemptedAt":0,"readRate":0,"stats":{"sourceRequests":0,"sourceBytes":0,"vodRequests":0,"kvWrites":0}}"#;
+    let golden = r#"{"format":2,"id":"0123456789abcdef0123","spec":{"source":{"kind":"url","location":"https://b.example/v.mp4"},"fileName":"nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn","fileType":"mp4","tags":["a"],"classId":18446744073709551615,"isTranscode":true,"isScreenshot":true,"isWatermark":true,"dataSize":4},"identity":{"size":10,"lastModified":"Wed, 21 Oct 2015 07:28:00 GMT"},"phase":{"state":"uploading","fileSha":"ffffffffffffffffffffffffffffffffffffffff","md5s":{"partSize":4,"chunks":0,"tail":"BwcHBwcHBwcHBwcHBwcHBw=="},"partSize":4,"done":{"below":0,"runs":[[1,2]]},"session":true,"repairs":0,"opened":0},"retries":0,"invocations":0,"createdAt":1,"updatedAt":1,"attemptedAt":0,"readRate":0,"stats":{"sourceRequests":0,"sourceBytes":0,"vodRequests":0,"vodRetries":0,"kvWrites":0}}"#;
+    // The same record as written before `opened` and `vodRetries` were added and done
+    // parts were stored as runs (format 2 either way: the new fields have defaults,
+    // and an older reader that misses the runs only sends those parts again).
+    let before = r#"{"format":2,"id":"0123456789abcdef0123","spec":{"source":{"kind":"url","location":"https://b.example/v.mp4"},"fileName":"nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn","fileType":"mp4","tags":["a"],"classId":18446744073709551615,"isTranscode":true,"isScreenshot":true,"isWatermark":true,"dataSize":4},"identity":{"size":10,"lastModified":"Wed, 21 Oct 2015 07:28:00 GMT"},"phase":{"state":"uploading","fileSha":"ffffffffffffffffffffffffffffffffffffffff","md5s":{"partSize":4,"chunks":0,"tail":"BwcHBwcHBwcHBwcHBwcHBw=="},"partSize":4,"done":{"below":0,"above":[1]},"session":true,"repairs":0},"retries":0,"invocations":0,"createdAt":1,"updatedAt":1,"attemptedAt":0,"readRate":0,"stats":{"sourceRequests":0,"sourceBytes":0,"vodRequests":0,"kvWrites":0}}"#;
     assert_eq!(String::from_utf8(u.encode()).unwrap(), golden);
     assert_eq!(Upload::decode(golden.as_bytes()).unwrap(), u);
+    assert_eq!(Upload::decode(before.as_bytes()).unwrap(), u);
 }
 
 proptest! {
@@ -106,11 +114,11 @@ proptest! {
     #[test]
     fn any_stored_numbers_are_refused_or_safe(
         fields in prop::collection::vec((prop::sample::select(vec![
-            "/identity/size", "/phase/partSize", "/phase/md5s/partSize", "/phase/done/below", "/phase/md5s/chunks", "/spec/dataSize", "/phase/done/above/0", "/waiting/retryAfter", "/createdAt",
+            "/identity/size", "/phase/partSize", "/phase/md5s/partSize", "/phase/done/below", "/phase/md5s/chunks", "/spec/dataSize", "/phase/done/runs/0/1", "/waiting/retryAfter", "/createdAt",
         ]), prop_oneof![any::<u64>(), 0u64..4, Just(u64::MAX)]), 1..5),
     ) {
         let mut u = upload(1 << 20, 4096);
-        u.uploading_mut().unwrap().done.above = vec![7];
+        u.uploading_mut().unwrap().done.mark(7);
         let mut value: serde_json::Value = serde_json::from_slice(&u.encode()).unwrap();
         for (path, n) in fields {
             if let Some(slot) = value.pointer_mut(path) {

@@ -153,9 +153,14 @@ impl Record {
                 file_sha: sha()?,
                 md5s: self.md5s(),
                 part_size: self.part_size,
-                done: DoneParts { below: self.done_below, above: self.done_above.clone() },
+                done: {
+                    let mut done = DoneParts::all(self.done_below);
+                    self.done_above.iter().for_each(|&i| done.mark(i));
+                    done
+                },
                 session: self.session,
                 repairs: self.repairs,
+                opened: 0,
             }),
             State::Finishing => {
                 Phase::Finishing(Finishing { file_sha: sha()?, md5s: self.md5s(), part_size: self.part_size, repairs: self.repairs })

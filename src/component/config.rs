@@ -53,6 +53,20 @@ pub(super) fn config() -> Result<Config, String> {
     settings.s3 = S3Access::from_variables(id, secret, token, region, addressing, variable("source_origin").as_deref())?;
     policy.s3 = settings.s3.is_some();
     settings.notify = notify_target()?;
+    let quota = |name: &str| -> Result<Option<u64>, String> {
+        match variable(name) {
+            None => Ok(None),
+            Some(v) => v
+                .trim()
+                .parse()
+                .ok()
+                .filter(|n| *n > 0)
+                .map(Some)
+                .ok_or_else(|| format!("the {name} variable must be a whole number above 0 (or empty: unlimited)")),
+        }
+    };
+    settings.quotas =
+        crate::quota::Quotas { outbound_per_hour: quota("outbound_per_hour")?, kv_writes_per_second: quota("kv_writes_per_second")? };
     let mut events = EventsConfig { token: variable("events_token").unwrap_or_default(), ..EventsConfig::default() };
     events.filters = Filters::from_variables(
         variable("events_prefix").as_deref(),

@@ -6,7 +6,9 @@ mod config;
 mod io;
 
 use crate::api::{self, ApiRequest};
+use crate::engine::{Io as _, Metered};
 use crate::error::Refusal;
+use crate::log;
 use config::{config, variable};
 use futures_util::SinkExt;
 use io::{SpinBody, SpinIo};
@@ -81,10 +83,16 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
             return send(out, refusal).await;
         }
     };
-    let io = SpinIo { store };
+    let spin = SpinIo { store };
+    let io = Metered::new(&spin, config.settings.quotas, config.settings.signer.endpoint.url(), config.settings.time_limit());
     let body = SpinBody { _response: None, stream: Box::pin(req.into_body_stream()) };
+    let route = log::route(&method, &path);
     let api_req = ApiRequest { method, path, query, headers, body };
     let (response, after) = api::handle_then(&io, &config, api_req, started).await;
+    let (status, code) = (response.status, log::error_code(&response));
     send(out, response).await;
     after.run(&io, &config, started).await;
+    io.finish().await;
+    let took = Duration::from_nanos(monotonic_clock::now()).saturating_sub(started);
+    eprintln!("{}", log::line(&route, status, code.as_deref(), &io.usage(), io.quota_stop().as_ref(), took));
 }

@@ -2,7 +2,7 @@
 //! the time is up, conclude (an error waits or fails it, through the upload's own
 //! functions) and save.
 
-use super::io::Io;
+use super::io::{Advanced, Io};
 use super::notify::deliver_due;
 use super::read::probe;
 use super::records::{load_raw, settle};
@@ -10,6 +10,7 @@ use super::run::Run;
 use super::settings::Settings;
 use super::wait::Limits;
 use crate::error::Error;
+use crate::lease;
 use crate::source::SourceError;
 use crate::upload::{State, Upload};
 use std::collections::HashMap;
@@ -20,7 +21,28 @@ use std::time::Duration;
 /// upload. An upload that has ended done or failed then delivers its completion event,
 /// if one is due and there is time.
 pub async fn advance<I: Io>(io: &I, settings: &Settings, id: &str, started: Duration) -> Result<Option<Upload>, Error> {
-    let up = work_on(io, settings, id, started).await?;
+    let mut before = None;
+    let result = work_on(io, settings, id, started, &mut before).await;
+    if let Some(before) = before {
+        let after = result.as_ref().ok().and_then(|u| u.as_ref());
+        io.observe(&Advanced {
+            id: id.to_owned(),
+            before: before.state(),
+            after: after.map(Upload::state),
+            hashed: after.map_or(0, |a| a.hashed_bytes().saturating_sub(before.hashed_bytes())),
+            uploaded: after.map_or(0, |a| a.uploaded_bytes().saturating_sub(before.uploaded_bytes())),
+            error: match &result {
+                Err(e) => Some(e.code().to_owned()),
+                Ok(_) => after.and_then(|a| a.error()).map(|e| e.code.clone()),
+            },
+            busy: after.is_some_and(|a| a == &before && !a.state().is_final()),
+        });
+    }
+    // A write the quota refused is the quota's doing, not the store's.
+    let up = result.map_err(|e| match (e, io.quota_stop()) {
+        (Error::Storage(_), Some(stop)) => Error::Quota(stop),
+        (e, _) => e,
+    })?;
     if let Some(up) = up.as_ref().filter(|up| up.state().is_final()) {
         // The upload's own state is saved; a delivery the store could not record is
         // tried again by a later invocation, so its error is not this call's.
@@ -29,17 +51,27 @@ pub async fn advance<I: Io>(io: &I, settings: &Settings, id: &str, started: Dura
     Ok(up)
 }
 
-async fn work_on<I: Io>(io: &I, settings: &Settings, id: &str, started: Duration) -> Result<Option<Upload>, Error> {
+async fn work_on<I: Io>(
+    io: &I,
+    settings: &Settings,
+    id: &str,
+    started: Duration,
+    before: &mut Option<Upload>,
+) -> Result<Option<Upload>, Error> {
     let (Some(mut up), end) = load_raw(io, id).await? else { return Ok(None) };
+    *before = Some(up.clone());
     if let Some(end) = end {
         return settle(io, up, &end).await.map(Some);
     }
     if up.state().is_final() {
         return Ok(Some(up));
     }
+    let loaded = up.clone();
     up.invocations += 1;
     up.attempted_at = io.unix_now();
     let limits = Limits { hard: started + settings.time_limit(), stall: settings.stall_timeout };
+    let (a, b) = (io.random(), io.random());
+    let left = limits.hard.saturating_sub(io.now());
     let mut run = Run {
         io,
         s: settings,
@@ -50,20 +82,41 @@ async fn work_on<I: Io>(io: &I, settings: &Settings, id: &str, started: Duration
         memory: None,
         chunks: HashMap::new(),
         progressed: false,
+        owner: format!("{a:08x}{b:08x}"),
+        seed: (a as u64) << 32 | b as u64,
+        lease_until: io.unix_now() + left.as_secs() + u64::from(left.subsec_nanos() > 0) + lease::SLACK_SECS,
+        held: Vec::new(),
+        range: None,
+        busy: None,
     };
     let outcome = run.work(&mut up).await;
+    // Leases are given back while there is time (others may take the work over at
+    // once); past the time limit they are left to expire.
+    if io.now() < limits.hard {
+        run.let_go_all().await;
+    }
+    if run.busy.is_some() && !run.progressed && matches!(outcome, Ok(()) | Err(Error::OutOfTime)) {
+        // Another invocation holds the work it could do: nothing to record (a write
+        // would cost a quota and could step its record back).
+        return Ok(Some(loaded));
+    }
     let now = io.unix_now();
     let backoff = settings.backoff;
     match outcome {
+        Err(Error::Ended(end)) => {
+            up.lay_outcome(&end);
+            return Ok(Some(up));
+        }
+        // Whatever the work ran into, a quota stopped it: the upload waits it out.
+        _ if io.quota_stop().is_some() => {
+            let stop = io.quota_stop().expect("checked");
+            up.wait_for_quota(stop.quota, stop.limit, stop.retry_at, run.progressed)
+        }
         Ok(()) => up.invocation_ok(),
         Err(Error::OutOfTime) if run.progressed => up.invocation_ok(),
         Err(Error::OutOfTime) => {
             let stalled = Error::Source(SourceError::Stalled("no progress before the invocation's time was up".into()));
             up.fail_or_wait(stalled.to_upload_error(), stalled.voids_checkpoint(), now, false, backoff)
-        }
-        Err(Error::Ended(end)) => {
-            up.lay_outcome(&end);
-            return Ok(Some(up));
         }
         Err(e) => up.fail_or_wait(e.to_upload_error(), e.voids_checkpoint(), now, run.progressed, backoff),
     }
@@ -82,10 +135,12 @@ impl<I: Io> Run<'_, I> {
     /// Each phase's pass in turn, until the upload is final or the time is up.
     async fn work(&mut self, up: &mut Upload) -> Result<(), Error> {
         loop {
-            if self.out_of_time() {
+            // Out of time, or every piece of work left is another invocation's.
+            if self.out_of_time() || self.busy.is_some() {
                 return Ok(());
             }
             match up.state() {
+                State::Pending | State::Hashing if !self.hold(&up.id, lease::HASH).await? => return Ok(()),
                 State::Pending => {
                     if up.needs_probe() {
                         // Created from an event: the source as the store has it now.

@@ -81,6 +81,43 @@ pub trait Io {
     async fn file_info(&self, path: &str) -> std::io::Result<FileInfo>;
     /// Up to `len` bytes of a local file from `offset` (fewer only at its end).
     async fn read_file(&self, path: &str, offset: u64, len: usize) -> std::io::Result<Vec<u8>>;
+    /// The platform quota that stopped this invocation's requests, if one did (see
+    /// [`super::Metered`]); a plain platform has none.
+    fn quota_stop(&self) -> Option<QuotaStop> {
+        None
+    }
+    /// Hears of one upload's invocation, for the platform's log (see [`super::Metered`]).
+    fn observe(&self, _advanced: &Advanced) {}
+}
+
+/// What one invocation did to one upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Advanced {
+    /// The upload.
+    pub id: String,
+    /// Its state when loaded.
+    pub before: crate::upload::State,
+    /// Its state when the invocation left it (`None`: the invocation failed).
+    pub after: Option<crate::upload::State>,
+    /// Bytes hashed by this invocation.
+    pub hashed: u64,
+    /// Bytes of parts the service took from this invocation (net).
+    pub uploaded: u64,
+    /// The stable code of the error it ended on or left the upload waiting on.
+    pub error: Option<String>,
+    /// Whether it left the upload as it found it (another invocation held the work).
+    pub busy: bool,
+}
+
+/// A platform quota used up: no more requests of its kind until `retry_at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaStop {
+    /// The variable that sets it (`outbound_per_hour`, `kv_writes_per_second`).
+    pub quota: &'static str,
+    /// Its value.
+    pub limit: u64,
+    /// Unix seconds when its window ends.
+    pub retry_at: u64,
 }
 
 /// Local files through `std::fs` (WASI preopens in the component), for the platform

@@ -53,6 +53,13 @@ pub struct Listing {
     pub(crate) keys: Vec<String>,
 }
 
+impl Listing {
+    /// Every key of the store, as listed.
+    pub fn keys(&self) -> &[String] {
+        &self.keys
+    }
+}
+
 /// Lists every upload.
 pub async fn list<I: Io>(io: &I) -> Result<Listing, Error> {
     let keys = io.kv_keys().await.map_err(storage)?;
@@ -107,10 +114,20 @@ pub(crate) async fn remove_keys<I: Io>(io: &I, keys: &[String]) -> Result<(), Er
     Ok(())
 }
 
-/// Writes an upload's record unless it has ended meanwhile (then `Err(Ended)`).
+/// Writes an upload's record unless it has ended meanwhile (then `Err(Ended)`). While
+/// parts are sent, the parts another invocation recorded are merged in first (see
+/// [`Upload::merge_stored`]): several invocations may send one upload's part ranges.
 pub(crate) async fn commit<I: Io>(io: &I, up: &mut Upload) -> Result<(), Error> {
     if let Some(end) = read_end(io, &up.id).await? {
         return Err(Error::Ended(end));
+    }
+    if up.uploading().is_some() {
+        if let Some(stored) = io.kv_get(&checkpoint::record_key(&up.id)).await.map_err(storage)? {
+            // An unreadable record is overwritten, as before merging existed.
+            if let Ok(stored) = Upload::decode(&stored) {
+                up.merge_stored(&stored);
+            }
+        }
     }
     up.updated_at = io.unix_now();
     up.stats.kv_writes += 1;

@@ -31,11 +31,25 @@ pub(crate) struct Run<'a, I: Io> {
     /// Whether this invocation moved the upload forward yet: the budget is only
     /// enforced after some progress, so even a tiny budget always advances.
     pub(crate) progressed: bool,
+    /// This invocation, as the owner of the leases it takes (random).
+    pub(crate) owner: String,
+    /// Where this invocation starts looking for a free part range (from its owner).
+    pub(crate) seed: u64,
+    /// Unix seconds until which its leases hold: a little past its time limit.
+    pub(crate) lease_until: u64,
+    /// The keys of the leases it holds.
+    pub(crate) held: Vec<String>,
+    /// The part range it is sending.
+    pub(crate) range: Option<u64>,
+    /// The lease (name, holder) that kept it from working, if one did.
+    pub(crate) busy: Option<(String, crate::lease::Lease)>,
 }
 
 impl<'a, I: Io> Run<'a, I> {
+    /// No new work starts: the budget is spent (once some progress was made), or a
+    /// platform quota stopped requests.
     pub(crate) fn out_of_time(&self) -> bool {
-        self.progressed && self.io.now() >= self.soft
+        (self.progressed && self.io.now() >= self.soft) || self.io.quota_stop().is_some()
     }
 
     pub(crate) fn remaining(&self) -> Duration {

@@ -33,6 +33,10 @@ pub struct Settings {
     pub backoff: Backoff,
     /// How long done, failed and cancelled uploads are kept before `/tick` removes them.
     pub retention_secs: u64,
+    /// The platform's quotas, kept over every instance (see [`crate::quota`]).
+    pub quotas: crate::quota::Quotas,
+    /// Bytes of parts per lease of the upload pass (see [`crate::lease::Ranges`]).
+    pub range_bytes: u64,
     /// Where completion events go (`None`: nowhere).
     pub notify: Option<NotifyTarget>,
     /// Signed (SigV4) access to an S3-compatible store: `s3://` sources are read through
@@ -60,6 +64,8 @@ impl Settings {
             first_read: u64::MAX,
             backoff: Backoff { base_secs: 5, cap_secs: 900, give_up_secs: 24 * 3600 },
             retention_secs: 168 * 3600,
+            range_bytes: crate::lease::RANGE_BYTES,
+            quotas: crate::quota::Quotas::default(),
             notify: None,
             s3: None,
         }

@@ -43,7 +43,7 @@ pub async fn tick<I: Io>(io: &I, settings: &Settings, started: Duration) -> Resu
     // receiver that is down cannot starve the uploads.
     let deliveries_end = started + settings.time_limit() / 2;
     for up in listing.uploads.iter().filter(|up| owed(settings, up, &listing.keys)) {
-        if io.now() >= deliveries_end {
+        if io.now() >= deliveries_end || io.quota_stop().is_some() {
             break;
         }
         match deliver_due(io, settings, up, deliveries_end).await {
@@ -76,7 +76,8 @@ pub async fn tick<I: Io>(io: &I, settings: &Settings, started: Duration) -> Resu
             // delivery's bookkeeping left by one that lost its race to deliver.
             let told = listing.keys.contains(&checkpoint::notified_key(&up.id, "done"));
             let pending = checkpoint::notify_key(&up.id);
-            let stale: Vec<String> = own.into_iter().filter(|k| k.contains("/md5/") || (told && *k == pending)).collect();
+            let stale: Vec<String> =
+                own.into_iter().filter(|k| k.contains("/md5/") || k.contains("/lease/") || (told && *k == pending)).collect();
             remove_keys(io, &stale).await?;
         } else if up.state() == State::Cancelled {
             // A record a racing invocation wrote after the cancel: only the tombstone stays.
@@ -84,13 +85,14 @@ pub async fn tick<I: Io>(io: &I, settings: &Settings, started: Duration) -> Resu
             remove_keys(io, &own.into_iter().filter(|k| *k != end).collect::<Vec<_>>()).await?;
         }
     }
-    // A delivery's key written after a racing removal of its upload: nothing refers to it.
+    // A delivery's or a lease's key written after a racing removal of its upload: nothing
+    // refers to it.
     let orphans: Vec<String> = listing
         .keys
         .iter()
         .filter(|k| {
             k.strip_prefix(checkpoint::KEY_PREFIX).and_then(|rest| rest.split_once('/')).is_some_and(|(id, rest)| {
-                rest.starts_with("notif")
+                (rest.starts_with("notif") || rest.starts_with("lease/"))
                     && !listing.keys.contains(&checkpoint::record_key(id))
                     && !listing.keys.contains(&checkpoint::end_key(id))
             })
@@ -103,11 +105,16 @@ pub async fn tick<I: Io>(io: &I, settings: &Settings, started: Duration) -> Resu
             remove_keys(io, &keys_of(&listing.keys, id)).await?;
         }
     }
+    // Claims of quota windows past (a store error here is the next tick's to retry).
+    let _ = super::meter::sweep(io, &listing.keys).await;
     let mut due: Vec<&Upload> =
         listing.uploads.iter().filter(|u| !u.state().is_final() && u.retry_after().is_none_or(|t| t <= now)).collect();
-    due.sort_by(|a, b| (a.attempted_at, a.created_at, &a.id).cmp(&(b.attempted_at, b.created_at, &b.id)));
+    // Uploads no invocation is on first (no lease key), so that invocations ticking at
+    // once on several instances spread over the uploads before they share one.
+    let leased = |up: &Upload| listing.keys.iter().any(|k| checkpoint::lease_of_key(k).is_some_and(|(id, _)| id == up.id));
+    due.sort_by_cached_key(|up| (leased(up), up.attempted_at, up.created_at, up.id.clone()));
     for up in due {
-        if io.now() >= started + settings.budget && !report.advanced.is_empty() {
+        if (io.now() >= started + settings.budget && !report.advanced.is_empty()) || io.quota_stop().is_some() {
             break;
         }
         match advance(io, settings, &up.id, started).await {

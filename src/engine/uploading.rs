@@ -11,6 +11,7 @@ use super::run::Run;
 use super::vod::{send_part, PartResult};
 use crate::checkpoint;
 use crate::error::Error;
+use crate::lease::{self, Ranges};
 use crate::parts::PartCutter;
 use crate::protocol::{self, Call, FinishUpload, Finished, InitUpload};
 use crate::source::SourceError;
@@ -86,8 +87,8 @@ impl<I: Io> Run<'_, I> {
                 }
             }
         }
-        let asked = up.spec.data_size;
-        if let Some(done) = up.uploading_mut().and_then(|u| u.opened(answer, asked, size, |i| ours.get(&i).copied())) {
+        let (asked, now) = (up.spec.data_size, self.io.unix_now());
+        if let Some(done) = up.uploading_mut().and_then(|u| u.opened(answer, asked, size, now, |i| ours.get(&i).copied())) {
             return self.finalize(up, done).await;
         }
         self.progressed = true;
@@ -106,14 +107,23 @@ impl<I: Io> Run<'_, I> {
             }
             let Some(u) = up.uploading() else { return Ok(()) };
             let (file_sha, layout, fit) = (u.file_sha.clone(), u.layout(size), u.md5s_fit(size));
-            let Some(first) = u.next_part(size) else {
+            if u.next_part(size).is_none() {
                 up.all_sent();
                 return self.save(up).await;
+            }
+            // The parts of one leased range at a time: invocations on other instances
+            // send other ranges of the same file.
+            let ranges = Ranges::new(layout, self.s.range_bytes);
+            let Some((range, first)) = self.leased_range(up, &ranges).await? else {
+                // Every range with parts left is another invocation's.
+                return Ok(());
             };
+            let Some(u) = up.uploading() else { return Ok(()) };
             // A run of parts not yet uploaded, as much as the budget can read.
             let budget_bytes = if self.memory.is_some() { u64::MAX } else { self.read_len(up) };
+            let end = ranges.parts(range).end;
             let mut last = first + 1;
-            while last < layout.count() && !u.done.contains(last) && layout.range(last).end - layout.offset(first) <= budget_bytes {
+            while last < end && !u.done.contains(last) && layout.range(last).end - layout.offset(first) <= budget_bytes {
                 last += 1;
             }
             let (start, end) = (layout.offset(first), layout.range(last - 1).end);
@@ -192,8 +202,31 @@ impl<I: Io> Run<'_, I> {
         }
     }
 
+    /// The range this invocation sends from, and its first part not yet sent: the one
+    /// it holds while that has parts left, else the next free one it can lease
+    /// (starting where its seed points, so invocations start apart). `None` when every
+    /// range with parts left is held by others.
+    async fn leased_range(&mut self, up: &Upload, ranges: &Ranges) -> Result<Option<(u64, u64)>, Error> {
+        let Some(u) = up.uploading() else { return Ok(None) };
+        if let Some(k) = self.range {
+            if let Some(first) = ranges.first_missing(&u.done, k) {
+                return Ok(Some((k, first)));
+            }
+            self.range = None;
+            self.let_go(&up.id, &lease::range_name(k)).await;
+        }
+        for k in ranges.missing_from(&u.done, self.seed) {
+            if self.hold(&up.id, &lease::range_name(k)).await? {
+                self.range = Some(k);
+                return Ok(ranges.first_missing(&u.done, k).map(|first| (k, first)));
+            }
+        }
+        Ok(None)
+    }
+
     async fn part_finished(&mut self, up: &mut Upload, done: PartResult, fit: bool, pass: &mut Pass) -> Result<(), Error> {
         up.stats.vod_requests += done.attempts as u64;
+        up.stats.vod_retries += done.attempts.saturating_sub(1) as u64;
         match done.result {
             Ok(()) => {
                 self.progressed = true;

@@ -28,7 +28,8 @@ async fn with_retries<I: Io, T, F: Future<Output = Result<T, Error>>>(
     loop {
         made += 1;
         match attempt().await {
-            Err(e) if e.retryable() && made < attempts => {
+            // A quota that stopped requests stops retries too (they would be refused).
+            Err(e) if e.retryable() && made < attempts && io.quota_stop().is_none() => {
                 let wait = jitter(io, delay);
                 if io.now() + wait >= limits.hard {
                     return (made, Err(e));
@@ -48,6 +49,7 @@ impl<I: Io> Run<'_, I> {
         let (io, signer, limits) = (self.io, &self.s.signer, self.limits);
         let (attempts, result) = with_retries(io, self.s.attempts, limits, || vod_call(io, signer, &call, None, parse, limits)).await;
         up.stats.vod_requests += attempts as u64;
+        up.stats.vod_retries += attempts.saturating_sub(1) as u64;
         result
     }
 }

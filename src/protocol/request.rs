@@ -96,6 +96,11 @@ impl Endpoint {
     pub fn path(&self) -> &str {
         &self.path
     }
+
+    /// The URL every call goes to (origin and path, without a query).
+    pub fn url(&self) -> String {
+        format!("{}{}", self.origin, self.path)
+    }
 }
 
 /// One call of the protocol, with its own parameters.

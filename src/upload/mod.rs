@@ -106,6 +106,9 @@ pub struct Stats {
     pub source_bytes: u64,
     /// Requests to the VOD service.
     pub vod_requests: u64,
+    /// Requests to the VOD service that repeated a failed one.
+    #[serde(default)]
+    pub vod_retries: u64,
     /// Key-value writes.
     pub kv_writes: u64,
 }

@@ -110,6 +110,11 @@ pub struct Uploading {
     /// Refusals that sent the upload back to ask the service what it holds, since the
     /// last part it took (bounded: [`crate::protocol::vod_codes`] refusals become final).
     pub repairs: u32,
+    /// Unix seconds of the InitUpload answer `done` counts from (0: none yet). Records
+    /// of several invocations merge their done parts only when they count from the same
+    /// answer; a later answer supersedes an earlier one (the service may have lost parts).
+    #[serde(default)]
+    pub opened: u64,
 }
 
 /// Finishing: every part sent; FinishUpload not answered yet.

@@ -24,10 +24,35 @@ impl Upload {
             Phase::Uploading(u) => {
                 let l = u.layout(self.identity.size);
                 let below = if u.done.below == 0 { 0 } else { l.range(u.done.below - 1).end };
-                below + u.done.above.iter().map(|&i| l.len(i)).sum::<u64>()
+                below + u.done.runs().iter().flat_map(|&(s, e)| s..e).map(|i| l.len(i)).sum::<u64>()
             }
             Phase::Finishing(_) | Phase::Done(_) => self.identity.size,
             _ => 0,
+        }
+    }
+}
+
+impl Upload {
+    /// Outbound requests it still needs, roughly (for an estimate under a request
+    /// quota): one per part left, a read of the source per `range_bytes` left to read,
+    /// and the calls that open and finish the session.
+    pub fn requests_left(&self, range_bytes: u64) -> u64 {
+        let size = self.identity.size;
+        let parts = self.layout().count();
+        let reads = |bytes: u64| bytes.div_ceil(range_bytes.max(1));
+        match self.phase.active() {
+            _ if self.state().is_final() => 0,
+            Phase::Pending => crate::quota::requests_left(parts, 1 + 2 * reads(size), 2),
+            Phase::Hashing(h) => crate::quota::requests_left(parts, reads(size - h.hasher.offset.min(size)) + reads(size), 2),
+            Phase::Uploading(_) => {
+                let left = parts - self.parts_done().min(parts);
+                crate::quota::requests_left(
+                    left,
+                    reads(size - self.uploaded_bytes().min(size)),
+                    1 + u64::from(self.uploading().is_some_and(|u| !u.session)),
+                )
+            }
+            _ => 1,
         }
     }
 }

@@ -75,7 +75,16 @@ impl Uploading {
     /// service's MD5 is ours, so a part the service holds wrongly is sent again. Code 2
     /// (the service holds the file) is handed back: the engine stores the outcome before
     /// the upload says done.
-    pub fn opened(&mut self, answer: InitAnswer, asked: u64, size: u64, our_md5: impl Fn(u64) -> Option<PartMd5>) -> Option<Finished> {
+    /// `now` (unix seconds) says which answer the done parts count from.
+    pub fn opened(
+        &mut self,
+        answer: InitAnswer,
+        asked: u64,
+        size: u64,
+        now: u64,
+        our_md5: impl Fn(u64) -> Option<PartMd5>,
+    ) -> Option<Finished> {
+        self.opened = now;
         match answer {
             InitAnswer::Exists(done) => return Some(done),
             InitAnswer::New => {
@@ -143,7 +152,15 @@ impl Upload {
         if let Phase::Hashing(h) = &self.phase {
             let md5s = h.md5s.clone();
             let part_size = md5s.part_size;
-            self.phase = Phase::Uploading(Uploading { file_sha, md5s, part_size, done: DoneParts::default(), session: false, repairs: 0 });
+            self.phase = Phase::Uploading(Uploading {
+                file_sha,
+                md5s,
+                part_size,
+                done: DoneParts::default(),
+                session: false,
+                repairs: 0,
+                opened: 0,
+            });
         }
     }
 
@@ -177,6 +194,7 @@ impl Upload {
                     done,
                     session: false,
                     repairs: f.repairs + 1,
+                    opened: 0,
                 })
             }
             other => {
@@ -185,6 +203,33 @@ impl Upload {
             }
         };
         true
+    }
+
+    /// Takes in what another invocation recorded of the same upload, read just before
+    /// this one writes its own record (several invocations send one upload's parts at
+    /// once, and the store has no compare-and-swap): the parts it saw the service take
+    /// count here too, when both count from the same InitUpload answer; when its answer
+    /// is later, its view replaces this one (the service may have lost parts since).
+    /// Anything else in its record is this invocation's to overwrite.
+    pub fn merge_stored(&mut self, stored: &Upload) {
+        let count = self.layout().count();
+        let Phase::Uploading(u) = &mut self.phase else { return };
+        match &stored.phase {
+            Phase::Uploading(s) if s.file_sha == u.file_sha && s.part_size == u.part_size && s.done.fits(count) => {
+                if s.opened == u.opened {
+                    u.done.merge(&s.done);
+                } else if s.opened > u.opened {
+                    u.done = s.done.clone();
+                    u.opened = s.opened;
+                    u.session = s.session;
+                }
+            }
+            // Another invocation sent the rest and went on to finish.
+            Phase::Finishing(f) if f.file_sha == u.file_sha && f.part_size == u.part_size && u.session => {
+                u.done = DoneParts::all(count);
+            }
+            _ => {}
+        }
     }
 
     /// -> done: the service holds the file. Its MD5s are no longer needed.
@@ -248,6 +293,25 @@ impl Upload {
         self.waiting = None;
     }
 
+    /// A platform quota stopped the invocation: the upload waits for the quota's window
+    /// to end. Not a failure (no backoff, no give-up time): the upload did nothing wrong.
+    pub fn wait_for_quota(&mut self, quota: &str, limit: u64, retry_at: u64, progressed: bool) {
+        if self.state().is_final() {
+            return;
+        }
+        if progressed {
+            self.retries = 0;
+            self.failing_since = None;
+        }
+        let error = UploadError {
+            code: crate::error::codes::QUOTA.to_owned(),
+            message: format!("the platform quota {quota} = {limit} is used up; work goes on when its window ends"),
+            retryable: true,
+            vod_code: None,
+        };
+        self.waiting = Some(Waiting { error, retry_after: retry_at });
+    }
+
     /// An invocation ended without error: nothing is pending.
     pub fn invocation_ok(&mut self) {
         self.waiting = None;
@@ -273,6 +337,7 @@ impl Upload {
                 done: DoneParts::all(count),
                 session: false,
                 repairs: 0,
+                opened: 0,
             }),
             _ => Phase::Pending,
         };

@@ -8,9 +8,10 @@ use super::world::{block_on, run, Kills, Latency, Rng, SimIo, Task, World};
 use std::rc::Rc;
 use std::time::Duration;
 use vod_uploader::checkpoint;
-use vod_uploader::engine::{self, Settings};
+use vod_uploader::engine::{self, Metered, Settings};
 use vod_uploader::notify::{event_for, NotifyTarget};
 use vod_uploader::protocol::{Credentials, Endpoint, Signer};
+use vod_uploader::quota::Quotas;
 use vod_uploader::sign::Algorithm;
 use vod_uploader::source::Source;
 use vod_uploader::upload::{Backoff, Outcome, Phase, Spec, State, Upload, MD5S_PER_CHUNK};
@@ -50,6 +51,10 @@ pub struct Scenario {
     pub failing_writes: Option<(String, u32)>,
     /// A completion webhook whose receiver fails this fraction of deliveries.
     pub webhook: Option<f64>,
+    /// Parts per lease of the upload pass (several invocations send one upload's ranges).
+    pub range_parts: u64,
+    /// The platform's quotas, kept over all the invocations.
+    pub quotas: Quotas,
 }
 
 /// What the service holds before the upload starts.
@@ -153,6 +158,8 @@ impl Scenario {
             expect,
             failing_writes: None,
             webhook: None,
+            range_parts: u64::MAX >> 24,
+            quotas: Quotas::default(),
         }
     }
 
@@ -180,6 +187,8 @@ impl Scenario {
             expect: Expect::Done,
             failing_writes: None,
             webhook: None,
+            range_parts: u64::MAX >> 24,
+            quotas: Quotas::default(),
         }
     }
 
@@ -200,6 +209,12 @@ impl Scenario {
         s.attempts = 3;
         s.backoff = Backoff { base_secs: 1, cap_secs: 30, give_up_secs: 24 * 3600 };
         s.retention_secs = 3600;
+        s.range_bytes = self.range_parts.saturating_mul(self.part);
+        s.quotas = self.quotas;
+        if self.quotas.outbound_per_hour.is_some() {
+            // A run under a request quota takes many hours: retention must not end it.
+            s.retention_secs = 30 * 24 * 3600;
+        }
         if self.webhook.is_some() {
             s.notify = Some(NotifyTarget::new(format!("http://{HOOKS_HOST}/hook"), HOOKS_SECRET));
             // Long enough for every delivery's backoff before retention removes the upload.
@@ -217,6 +232,10 @@ pub struct Report {
     pub io_calls: u64,
     pub duplicate_parts: u64,
     pub outcome: String,
+    /// Requests the invocations sent, by unix hour.
+    pub sends_by_hour: std::collections::BTreeMap<u64, u64>,
+    /// The most key-value writes in any unix second.
+    pub most_writes_in_a_second: u64,
 }
 
 /// The source as the upload names it.
@@ -288,6 +307,29 @@ pub fn run_seed_with(seed: u64, kills: Option<Kills>, webhook: bool) -> Result<R
     let mut hooks = Rng::new(seed ^ 0x4f0c_4f0c);
     if webhook && hooks.chance(0.3) {
         sc.webhook = Some(hooks.pick(&[0.0, 0.1, 0.3]));
+    }
+    // Part ranges from a generator of their own too: one range (the whole file, as with
+    // the platform's default for small files) or a few parts each.
+    let mut more = Rng::new(seed ^ 0x7a9e_5b1d);
+    // At most 32 ranges, as a 2 GiB file has of 64 MiB ranges.
+    let parts = (sc.size as u64).div_ceil(sc.part);
+    sc.range_parts = more.pick(&[u64::MAX >> 24, 1, 3, 16]).max(parts.div_ceil(32));
+    // Some deployments with quotas, in the platforms' proportions: invocations whose
+    // budget holds a claim's few store round trips many times over (a claim lists and
+    // reads the others' claims), write limits of 30 and up (the margin then covers three
+    // invocations losing a race in one second); kills no worse than 0.3 (a killed
+    // invocation's rate claim holds until its time limit would have ended).
+    // (Thousands of one-byte parts under an hourly quota take days of rounds: the
+    // quota test below runs a real-sized upload under the real quota instead.)
+    if sc.budget_ms >= 100 && (sc.size as u64).div_ceil(sc.part) <= 1000 && sc.kills <= 0.3 {
+        if more.chance(0.2) {
+            sc.quotas.kv_writes_per_second = Some(more.pick(&[30u64, 50]));
+        }
+        // (An hourly quota under a storm of faults and kills, where most requests
+        // are repeats, takes hundreds of virtual hours: kept to calmer weather.)
+        if more.chance(0.15) && sc.faults <= 0.1 {
+            sc.quotas.outbound_per_hour = Some(more.pick(&[60u64, 200]));
+        }
     }
     run_scenario(seed, &sc, kills)
 }
@@ -398,13 +440,20 @@ fn drive(seed: u64, sc: &Scenario, kills: Option<Kills>) -> Result<Report, Strin
     }));
     // With a webhook, up to three keys more: a delivery under way, the failure told of,
     // and done told of.
-    let key_bound = 2 + parts_most.div_ceil(MD5S_PER_CHUNK) as usize + if sc.webhook.is_some() { 3 } else { 0 };
+    // Leases: the hashing pass's and one per part range at most (a killed invocation's
+    // lease stays until its range is leased and given back again, or the upload ends).
+    let ranges = parts_most.div_ceil(sc.range_parts.min(parts_most).max(1)) as usize;
+    let key_bound = 2 + parts_most.div_ceil(MD5S_PER_CHUNK) as usize + if sc.webhook.is_some() { 3 } else { 0 } + 1 + ranges;
     let mut inv = Invariants { ids: ids.clone(), done: vec![None; ids.len()], key_bound };
     world.kills.set(kills.unwrap_or(if sc.kills > 0.0 { Kills::Random(sc.kills) } else { Kills::None }));
     if let Some((pattern, times)) = &sc.failing_writes {
         *world.failing_writes.borrow_mut() = Some((pattern.clone(), *times));
     }
-    let slack = Duration::from_millis(sc.latency.kv_ms * (12 + 2 * (parts_most / MD5S_PER_CHUNK + 1)));
+    // (Two more: the read of the record merged before a checkpoint, and a lease given back.)
+    // (And with a write quota, a rate claimed at the first write: a listing, the claims
+    // of up to two others read, a write, and all that again.)
+    let claim = if sc.quotas.kv_writes_per_second.is_some() { 8 } else { 0 };
+    let slack = Duration::from_millis(sc.latency.kv_ms * (14 + claim + 2 * (parts_most / MD5S_PER_CHUNK + 1)));
     let hard = settings.time_limit();
     let mut report = Report::default();
 
@@ -450,6 +499,22 @@ fn drive(seed: u64, sc: &Scenario, kills: Option<Kills>) -> Result<Report, Strin
                 world.advance_clock(Duration::from_secs(at - unix));
             }
         }
+        // Between rounds no invocation runs: a lease that still holds is a killed
+        // invocation's. Mostly the scheduler comes back once it has expired; sometimes
+        // sooner, and the invocations find the work taken.
+        let expiry = {
+            let unix = world.unix();
+            let kv = world.kv.borrow();
+            kv.iter()
+                .filter(|(k, _)| checkpoint::lease_of_key(k).is_some())
+                .filter_map(|(_, v)| vod_uploader::lease::Lease::decode(v))
+                .filter(|l| l.live(unix))
+                .map(|l| l.until)
+                .min()
+        };
+        if let Some(until) = expiry.filter(|_| rng.chance(0.7)) {
+            world.advance_clock(Duration::from_secs(until - world.unix()));
+        }
         // One, two or three invocations at once, on the same upload or on the twins,
         // each an advance or a tick, starting a little apart.
         let n = rng.pick(&[1usize, 1, 1, 2, 2, 3]);
@@ -467,15 +532,18 @@ fn drive(seed: u64, sc: &Scenario, kills: Option<Kills>) -> Result<Report, Strin
                 world2.after(delay).await;
                 let started = world2.now();
                 world2.start(w, hard);
-                let io = SimIo { world: world2.clone(), inv: Some(w) };
+                let sim = SimIo { world: world2.clone(), inv: Some(w) };
+                let io = Metered::new(&sim, s.quotas, s.signer.endpoint.url(), hard);
                 let result = if tick {
                     engine::tick(&io, &s, started).await.map(|_| ())
                 } else {
                     engine::advance(&io, &s, &id, started).await.map(|_| ())
                 };
+                io.finish().await;
                 if let Err(e) = result {
-                    // Only the store can fail an invocation here, when it refuses writes.
-                    if !refusing {
+                    // Only the store can fail an invocation here, when it refuses writes,
+                    // or the write quota, when the invocation's time ran out waiting.
+                    if !refusing && e.code() != "quota_exhausted" && !e.to_string().contains("platform quota") {
                         world2.violation(format!("invocation {w}: {e}"));
                     }
                 }
@@ -550,6 +618,17 @@ fn drive(seed: u64, sc: &Scenario, kills: Option<Kills>) -> Result<Report, Strin
         outcomes.push(format!("{:?}", rec.state()));
     }
     inv.check(&world, "settled");
+    // Never over a quota, over all the invocations.
+    if let Some(limit) = sc.quotas.outbound_per_hour {
+        if let Some((hour, n)) = world.sends_by_hour.borrow().iter().find(|(_, n)| **n > limit) {
+            return Err(failure(&world, format!("{n} requests in hour {hour}, over outbound_per_hour {limit}")));
+        }
+    }
+    if let Some(limit) = sc.quotas.kv_writes_per_second {
+        if let Some((sec, n)) = world.writes_by_second.borrow().iter().find(|(_, n)| **n > limit) {
+            return Err(failure(&world, format!("{n} key-value writes in second {sec}, over kv_writes_per_second {limit}")));
+        }
+    }
     // A tick's housekeeping removes what racing invocations left after the end.
     let (io, s) = (observer.clone(), settings.clone());
     let started = world.now();
@@ -580,6 +659,8 @@ fn drive(seed: u64, sc: &Scenario, kills: Option<Kills>) -> Result<Report, Strin
         return Err(failure(&world, "at the end".into()));
     }
     report.duplicate_parts = world.service.borrow().duplicate_parts;
+    report.sends_by_hour = world.sends_by_hour.borrow().clone();
+    report.most_writes_in_a_second = world.writes_by_second.borrow().values().copied().max().unwrap_or(0);
     report.outcome = outcomes.join(",");
     Ok(report)
 }
@@ -737,4 +818,79 @@ pub fn stalled_next_to_healthy(seed: u64) -> Result<String, String> {
         world.advance_clock(Duration::from_secs(1));
     }
     Err("the healthy upload did not finish in 200 ticks".into())
+}
+
+/// What [`upload_pass_with`] measured.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    /// Virtual time from the end of hashing to done.
+    pub upload_pass: Duration,
+    /// Bytes of parts the service was sent more than once.
+    pub duplicate_bytes: u64,
+    /// Rounds of invocations it took, hashing included.
+    pub rounds: u64,
+}
+
+/// One upload of `size` bytes in `part`-byte parts, hashed by one invocation, then sent
+/// by `instances` invocations at once (ticks on as many instances sharing the store),
+/// round after round until done: how long the upload pass took on virtual time, and
+/// what was sent twice. Each invocation's bandwidth is the limit (every request costs
+/// the network's latency, `concurrency` at a time), as it is for instances on
+/// machines of their own.
+pub fn upload_pass_with(seed: u64, instances: usize, size: usize, part: u64) -> Result<Shared, String> {
+    let world = World::new(seed, Latency { kv_ms: 1, net_ms: 10 });
+    let mut sc = Scenario::plain(size, part, false);
+    sc.budget_ms = 2_000;
+    sc.checkpoint_ms = 200;
+    sc.concurrency = 4;
+    sc.first_read = u64::MAX;
+    sc.range_parts = 16;
+    let settings = Rc::new(sc.settings());
+    world.checkpoint_every.set(settings.checkpoint_every);
+    let mut rng = Rng::new(seed);
+    let name = source_name(false, 0);
+    let original = rng.bytes(size);
+    world.sources.borrow_mut().insert(name.clone(), SourceFile::new(original.clone()));
+    let observer = SimIo { world: world.clone(), inv: None };
+    let (io, s, spec) = (observer.clone(), settings.clone(), spec(&sc, &name, 0));
+    let (rec, _) = block_on(&world, async move { engine::create(&io, &s, spec).await }).map_err(|e| format!("create: {e}"))?;
+    let id = rec.id;
+    let hard = settings.time_limit();
+    let mut began = None;
+    for round in 0..10_000u64 {
+        let up = load(&world, &observer, &id).ok_or("the upload vanished")?;
+        match up.state() {
+            State::Done => {
+                let held = world.service.borrow().files.get(&sha1_hex(&original)).map(|f| f.bytes == original);
+                if held != Some(true) {
+                    return Err(format!("done, but the service holds {held:?}"));
+                }
+                let upload_pass = world.now().saturating_sub(began.ok_or("never uploading")?);
+                let duplicate_bytes = world.service.borrow().duplicate_parts * part;
+                return Ok(Shared { upload_pass, duplicate_bytes, rounds: round });
+            }
+            State::Uploading if began.is_none() => began = Some(world.now()),
+            s if s.is_final() => return Err(format!("ended {s:?}: {:?}", up.error())),
+            _ => {}
+        }
+        let n = if began.is_some() { instances } else { 1 };
+        let mut tasks = Vec::new();
+        for _ in 0..n {
+            let w = world.watch();
+            let (world2, s) = (world.clone(), settings.clone());
+            tasks.push(Task::new(Some(w), async move {
+                let started = world2.now();
+                world2.start(w, hard);
+                let sim = SimIo { world: world2.clone(), inv: Some(w) };
+                if let Err(e) = engine::tick(&sim, &s, started).await {
+                    world2.violation(format!("tick {w}: {e}"));
+                }
+            }));
+        }
+        run(&world, tasks, Duration::from_secs(60));
+        if !world.violations.borrow().is_empty() {
+            return Err(failure(&world, format!("round {round}")));
+        }
+    }
+    Err("not done in 10,000 rounds".into())
 }

@@ -112,8 +112,13 @@ pub struct Watch {
     pub ended: Option<Duration>,
     /// When it last wrote its upload's record (or started).
     pub last_commit: Duration,
-    /// The state of its upload's record as it last read or wrote it.
+    /// The state of its upload's record as it last loaded or wrote it.
     pub phase: Option<State>,
+    /// The last key it read: a record read right after its outcome key is the read
+    /// before a write that merges another invocation's parts in (the engine's commit
+    /// reads the outcome, then the record, then writes), and what another invocation
+    /// wrote there is not where this one stands.
+    pub last_read: String,
     /// A checkpoint became due at this progress event and has not been written yet.
     pub owed_since: Option<Duration>,
     /// When it dies (`Kills::Random`).
@@ -126,6 +131,10 @@ pub struct World {
     now: Cell<Duration>,
     timers: RefCell<Vec<(Duration, Waker)>>,
     pub kv: RefCell<BTreeMap<String, Vec<u8>>>,
+    /// Requests the invocations sent, by unix hour (the platform's request quota).
+    pub sends_by_hour: RefCell<BTreeMap<u64, u64>>,
+    /// Key-value writes the invocations made, by unix second (the write quota).
+    pub writes_by_second: RefCell<BTreeMap<u64, u64>>,
     pub sources: RefCell<HashMap<String, SourceFile>>,
     pub service: RefCell<Service>,
     /// The completion webhook's receiver.
@@ -160,6 +169,8 @@ impl World {
             now: Cell::new(Duration::ZERO),
             timers: RefCell::new(Vec::new()),
             kv: RefCell::new(BTreeMap::new()),
+            sends_by_hour: RefCell::default(),
+            writes_by_second: RefCell::default(),
             sources: RefCell::new(HashMap::new()),
             service: RefCell::new(Service::default()),
             hooks: RefCell::new(Hooks::default()),
@@ -244,7 +255,16 @@ impl World {
     pub fn watch(&self) -> usize {
         let now = self.now();
         let mut w = self.watches.borrow_mut();
-        w.push(Watch { started: now, killed: false, ended: None, last_commit: now, phase: None, owed_since: None, kill_at: None });
+        w.push(Watch {
+            started: now,
+            killed: false,
+            ended: None,
+            last_commit: now,
+            phase: None,
+            last_read: String::new(),
+            owed_since: None,
+            kill_at: None,
+        });
         w.len() - 1
     }
 
@@ -411,7 +431,11 @@ impl World {
         }
         let mut watches = self.watches.borrow_mut();
         let w = &mut watches[inv];
-        w.phase = Upload::decode(value).ok().map(|r| r.state());
+        let up = Upload::decode(value).ok();
+        let merging = !written && up.as_ref().is_some_and(|u| w.last_read == checkpoint::end_key(&u.id));
+        if !merging {
+            w.phase = up.map(|r| r.state());
+        }
         if written {
             w.last_commit = self.now();
             w.owed_since = None;
@@ -708,6 +732,10 @@ impl Io for SimIo {
             self.world.die(inv);
             return std::future::pending().await;
         }
+        // Sent: the platform counts it against the request quota.
+        if self.inv.is_some() {
+            *self.world.sends_by_hour.borrow_mut().entry(self.world.unix() / 3600).or_default() += 1;
+        }
         self.world.after(self.world.latency(self.world.latency.net_ms)).await;
         if self.world.dead(self.inv) {
             return std::future::pending().await;
@@ -790,12 +818,18 @@ impl Io for SimIo {
                 self.world.saw_record(inv, v, false);
             }
         }
+        if let Some(inv) = self.inv {
+            self.world.watches.borrow_mut()[inv].last_read = key.to_owned();
+        }
         Ok(value)
     }
 
     async fn kv_set(&self, key: &str, value: &[u8]) -> Result<(), IoError> {
         let inv = self.inv;
         self.world.io(inv, || format!("kv set {key}"));
+        if inv.is_some() && !self.world.dead(inv) {
+            *self.world.writes_by_second.borrow_mut().entry(self.world.unix()).or_default() += 1;
+        }
         self.world.trace(inv, || match Upload::decode(value) {
             Ok(r) => format!(
                 "kv set {key}: {:?} session {:?} parts done {} (below {:?}) hashed {} error {:?}",
@@ -838,6 +872,9 @@ impl Io for SimIo {
 
     async fn kv_delete(&self, key: &str) -> Result<(), IoError> {
         self.world.io(self.inv, || format!("kv delete {key}"));
+        if self.inv.is_some() && !self.world.dead(self.inv) {
+            *self.world.writes_by_second.borrow_mut().entry(self.world.unix()).or_default() += 1;
+        }
         self.kv_call(true, |w| {
             w.kv.borrow_mut().remove(key);
         })

@@ -43,7 +43,7 @@ proptest::proptest! {
         // Offsets mostly inside the file, some anywhere.
         let parts = listed.into_iter().map(|(offset, len, md5)| ListedPart { offset: if offset % 4 == 0 { offset } else { offset % (2 * size) }, size: len % (2 * data_size), md5 }).collect();
         let up_ = u.uploading_mut().unwrap();
-        let done = up_.opened(InitAnswer::Resume { data_size, parts }, 4, size, |i| Some(md5(i)));
+        let done = up_.opened(InitAnswer::Resume { data_size, parts }, 4, size, 1, |i| Some(md5(i)));
         proptest::prop_assert!(done.is_none());
         proptest::prop_assert!(u.parts_done() <= u.layout().count());
         let _ = (u.uploading().unwrap().next_part(size), u.uploaded_bytes(), status(&u));
@@ -64,7 +64,7 @@ fn resume_marks_only_listed_parts_with_our_md5() {
     let listed = |offset, size, m: u64| ListedPart { offset, size, md5: Some(crate::hex::encode(&md5(m))) };
     let answer = InitAnswer::Resume { data_size: 4, parts: vec![listed(0, 4, 0), listed(4, 4, 9), listed(8, 2, 2), listed(3, 4, 0)] };
     assert_eq!(u.uploading().unwrap().md5s_to_check(&answer, 10), vec![0, 1, 2]);
-    u.uploading_mut().unwrap().opened(answer, 4, 10, |i| Some(md5(i)));
+    u.uploading_mut().unwrap().opened(answer, 4, 10, 1, |i| Some(md5(i)));
     let s = u.uploading().unwrap();
     assert!(s.done.contains(0) && !s.done.contains(1) && s.done.contains(2));
     assert_eq!(s.next_part(10), Some(1));
@@ -73,7 +73,7 @@ fn resume_marks_only_listed_parts_with_our_md5() {
     let mut u2 = uploading(10, 3);
     let answer = InitAnswer::Resume { data_size: 8, parts: vec![listed(0, 8, 0)] };
     assert!(u2.uploading().unwrap().md5s_to_check(&answer, 10).is_empty());
-    u2.uploading_mut().unwrap().opened(answer, 4, 10, |i| Some(md5(i)));
+    u2.uploading_mut().unwrap().opened(answer, 4, 10, 1, |i| Some(md5(i)));
     let s = u2.uploading().unwrap();
     assert_eq!((s.part_size, s.done.count(), s.md5s_fit(10)), (8, 0, false));
 }
@@ -253,7 +253,7 @@ proptest::proptest! {
                         _ => InitAnswer::Exists(Finished { file_id: "9".into(), url: "u".into() }),
                     };
                     if let Some(s) = u.uploading_mut() {
-                        if let Some(done) = s.opened(answer, 4, size, |i| Some(md5(i))) {
+                        if let Some(done) = s.opened(answer, 4, size, 1, |i| Some(md5(i))) {
                             u.finished(done, now);
                         }
                     }
