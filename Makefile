@@ -10,8 +10,10 @@ WASM := target/$(WASM_TARGET)/release/vod_uploader.wasm
 # Ensures the wasm target; remembers which toolchain directory builds wasm (empty for
 # rustup's, /usr/bin for the offline fallback) in target/.wasm-path.
 # Then SeaweedFS (the S3 server of the end-to-end tests; .ci/ensure-seaweedfs), its
-# path in target/.weed-path. Without it, setup goes on (those tests say SKIPPED),
-# except in CI (CI set), where a missing SeaweedFS fails setup.
+# path in target/.weed-path, and Redis (the store several `host-sim up` instances
+# share; Debian's redis-server via .ci/ensure-redis), its path in target/.redis-path.
+# Without either, setup goes on (those tests say SKIPPED), except in CI (CI set),
+# where a missing one fails setup.
 setup:
 	@mkdir -p target
 	@./.ci/ensure-wasm-target > target/.wasm-setup.out
@@ -22,6 +24,13 @@ setup:
 		: > target/.weed-path; \
 		if [ -n "$${CI:-}" ]; then echo "SeaweedFS is required in CI: see the ensure-seaweedfs errors above" >&2; exit 1; fi; \
 		echo "SeaweedFS unavailable: its tests will print SKIPPED (seaweedfs)" >&2; \
+	fi
+	@if ./.ci/ensure-redis > target/.redis-setup.out; then \
+		tail -n 1 target/.redis-setup.out > target/.redis-path; \
+	else \
+		: > target/.redis-path; \
+		if [ -n "$${CI:-}" ]; then echo "Redis is required in CI: see the ensure-redis errors above" >&2; exit 1; fi; \
+		echo "Redis unavailable: its tests will print SKIPPED (redis)" >&2; \
 	fi
 
 # The Spin component, exactly as spin.toml's build command makes it; then the hashing

@@ -59,6 +59,16 @@ struct UpArgs {
     /// keeps it); "" keeps the store in memory.
     #[arg(long)]
     state_dir: Option<String>,
+    /// Spin's runtime configuration file (runtime-config.toml): its
+    /// [key_value_store.LABEL] tables define those stores (type "redis" with url, or
+    /// "spin" with path), replacing the state directory's for the labels they name.
+    #[arg(long)]
+    runtime_config_file: Option<PathBuf>,
+    /// Cap this instance's outbound HTTP bandwidth at this many megabits per second,
+    /// each direction on its own (request bodies sent, response bodies received),
+    /// shared by all its concurrent requests. Default: no cap.
+    #[arg(long, value_parser = parse_mbps)]
+    outbound_mbps: Option<f64>,
     /// Open a new connection for every outbound HTTP request instead of keeping
     /// connections for the app's later requests (Spin's `connection_pooling = false`).
     #[arg(long)]
@@ -106,6 +116,13 @@ struct FilesArgs {
     sigv4: Option<host_sim::files_auth::Auth>,
 }
 
+fn parse_mbps(s: &str) -> Result<f64, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|m| m.is_finite() && *m > 0.0)
+        .ok_or_else(|| format!("{s:?} is not a bandwidth in megabits per second (a number above 0, e.g. 100 or 2.5)"))
+}
+
 fn parse_dir(s: &str) -> Result<(PathBuf, String), String> {
     s.split_once("::")
         .filter(|(h, g)| !h.is_empty() && g.starts_with('/'))
@@ -120,6 +137,8 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
         variables: args.variables,
         dirs: args.dirs,
         state_dir: host_sim::up::StateDir::from_flags(args.kv, args.state_dir.as_deref()),
+        runtime_config: args.runtime_config_file,
+        outbound_mbps: args.outbound_mbps,
         connection_pooling: !args.no_connection_pooling,
         limits: host_sim::up::Limits {
             time: Duration::from_millis(args.time_limit_ms),

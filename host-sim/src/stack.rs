@@ -104,6 +104,8 @@ impl Stack {
             variables: self.variables(token, extra),
             dirs: vec![],
             state_dir: StateDir::KvFile(self.kv_file()),
+            runtime_config: None,
+            outbound_mbps: None,
             connection_pooling: true,
             limits: up::Limits::default(),
             chaos_kill_rate: 0.0,

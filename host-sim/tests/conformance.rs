@@ -27,6 +27,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+// The scenarios on a shared Redis (`--runtime-config-file`), in a file of their own.
+#[path = "conformance/redis.rs"]
+mod redis;
+
 const HOST_SIM: &str = env!("CARGO_BIN_EXE_host-sim");
 const TOKEN: &str = "conformance-token";
 const MIB: u64 = 1 << 20;
@@ -132,6 +136,12 @@ impl Runtime {
     /// Starts `host` on `app` and waits until it answers `/healthz` (with any status:
     /// a misconfigured app answers 503).
     async fn start(host: Host, app: &App, vars: &[(String, String)]) -> Runtime {
+        Runtime::start_with(host, app, vars, &[]).await
+    }
+
+    /// [`start`](Self::start) with more arguments for `up` (both hosts take the same
+    /// flags for what they share, `--runtime-config-file` for one).
+    async fn start_with(host: Host, app: &App, vars: &[(String, String)], extra: &[String]) -> Runtime {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         static STARTS: AtomicUsize = AtomicUsize::new(0);
@@ -152,6 +162,7 @@ impl Runtime {
         for (name, value) in vars {
             cmd.arg("--variable").arg(format!("{name}={value}"));
         }
+        cmd.args(extra);
         use std::os::unix::process::CommandExt as _;
         let out = std::fs::File::create(&log).unwrap();
         let child = cmd
@@ -269,6 +280,9 @@ fn scenarios() -> Vec<Scenario> {
         },
         Scenario { name: "new variables unset: the app loads and uploads", kind: Kind::PerHost(|h| Box::pin(new_variables_unset(h))) },
         Scenario { name: "switch spin up -> host-sim up -> spin up mid-upload", kind: Kind::Both(|| Box::pin(switch())) },
+        Scenario { name: "redis: the default store from --runtime-config-file", kind: Kind::PerHost(|h| Box::pin(redis::store(h))) },
+        Scenario { name: "redis: stopped and restarted under a running host", kind: Kind::PerHost(|h| Box::pin(redis::restart(h))) },
+        Scenario { name: "redis: spin up and host-sim up at once on one Redis", kind: Kind::Both(|| Box::pin(redis::shared())) },
     ]
 }
 

@@ -72,6 +72,8 @@ async fn host_sim(dir: &Path, after: After, time: Duration) -> up::Running {
         variables: vec![],
         dirs: vec![],
         state_dir: StateDir::KvFile(dir.join("kv.sqlite")),
+        runtime_config: None,
+        outbound_mbps: None,
         connection_pooling: true,
         limits: Limits { time, ..Limits::default() },
         chaos_kill_rate: 0.0,

@@ -1,12 +1,14 @@
 //! What `host-sim up` gives a guest to import, as Spin gives it: WASI and `wasi:http`
 //! (outgoing requests through [`Hooks`]), `fermyon:spin/key-value@2.0.0` on the app's
-//! SQLite store with the platform's key, value and key-count limits, and
+//! stores (SQLite or Redis) with the platform's key, value and key-count limits, and
 //! `fermyon:spin/variables@2.0.0`. [`Ctx`] is the store data of one instance.
 
 use super::outbound::Hooks;
+use super::stores::Stores;
+use super::usage::Usage;
 use super::wasm::MemoryLimiter;
 use super::{InvocationStats, Limits};
-use crate::kv::SqliteKv;
+use crate::kv::Store;
 use anyhow::Result;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -20,6 +22,9 @@ mod bindings {
     wasmtime::component::bindgen!({
         path: "wit",
         world: "fermyon:spin/host",
+        // Async: a store on Redis is reached over the network, and an invocation must
+        // not block its thread (nor the others') while it waits.
+        imports: { default: async },
         with: {
             "fermyon:spin/key-value.store": super::KvHandle,
         },
@@ -28,9 +33,9 @@ mod bindings {
 
 use bindings::fermyon::spin::{key_value, variables};
 
-/// The KV resource: which store label a handle is for.
+/// The KV resource: the store a handle opened.
 pub struct KvHandle {
-    label: String,
+    store: Arc<Store>,
 }
 
 /// The store data of one instance: its WASI and HTTP contexts, and what the key-value
@@ -40,13 +45,14 @@ pub(super) struct Ctx {
     pub(super) wasi: WasiCtx,
     pub(super) http: WasiHttpCtx,
     pub(super) hooks: Hooks,
-    pub(super) kv: Arc<SqliteKv>,
     /// The stores the component may open (`key_value_stores` in the manifest).
-    pub(super) kv_labels: Arc<Vec<String>>,
+    pub(super) stores: Arc<Stores>,
     pub(super) limits: Limits,
     pub(super) variables: Arc<BTreeMap<String, String>>,
     pub(super) memory: MemoryLimiter,
     pub(super) stats: Arc<InvocationStats>,
+    /// The instance's counters by time window (key-value writes per second).
+    pub(super) usage: Arc<Usage>,
 }
 
 /// A linker for `engine` with every import a Spin HTTP component may use.
@@ -77,63 +83,69 @@ fn kv_other(e: impl std::fmt::Display) -> key_value::Error {
 
 impl key_value::Host for Ctx {}
 
+impl Ctx {
+    fn store(&self, handle: &Resource<KvHandle>) -> Result<Arc<Store>, key_value::Error> {
+        Ok(self.table.get(handle).map_err(kv_other)?.store.clone())
+    }
+}
+
+/// The platform's limits (key and value sizes, keys per store) sit here, above the
+/// backends, so that they apply the same way on SQLite and on Redis.
 impl key_value::HostStore for Ctx {
-    fn open(&mut self, label: String) -> Result<Resource<KvHandle>, key_value::Error> {
-        if !self.kv_labels.contains(&label) {
+    async fn open(&mut self, label: String) -> Result<Resource<KvHandle>, key_value::Error> {
+        // Spin: a label the component does not list is denied; one it lists is always
+        // defined (an undefined one stops the app's start).
+        let Some(store) = self.stores.get(&label).cloned() else {
             return Err(key_value::Error::AccessDenied);
-        }
-        if label != "default" {
-            return Err(key_value::Error::NoSuchStore);
-        }
-        self.table.push(KvHandle { label }).map_err(kv_other)
+        };
+        store.open().await.map_err(kv_other)?;
+        self.table.push(KvHandle { store }).map_err(kv_other)
     }
 
-    fn get(&mut self, store: Resource<KvHandle>, key: String) -> Result<Option<Vec<u8>>, key_value::Error> {
-        self.table.get(&store).map_err(kv_other)?;
-        let value = self.kv.get(&key).map_err(kv_other)?;
+    async fn get(&mut self, store: Resource<KvHandle>, key: String) -> Result<Option<Vec<u8>>, key_value::Error> {
+        let value = self.store(&store)?.get(&key).await.map_err(kv_other)?;
         self.stats.kv_read.fetch_add(value.as_ref().map_or(0, |v| v.len() as u64), Ordering::Relaxed);
         Ok(value)
     }
 
-    fn set(&mut self, store: Resource<KvHandle>, key: String, value: Vec<u8>) -> Result<(), key_value::Error> {
-        self.table.get(&store).map_err(kv_other)?;
+    async fn set(&mut self, store: Resource<KvHandle>, key: String, value: Vec<u8>) -> Result<(), key_value::Error> {
+        let store = self.store(&store)?;
         if key.len() > self.limits.key_bytes {
             return Err(kv_other(format!("key is {} bytes; the limit is {}", key.len(), self.limits.key_bytes)));
         }
         if value.len() > self.limits.value_bytes {
             return Err(kv_other(format!("value is {} bytes; the limit is {}", value.len(), self.limits.value_bytes)));
         }
-        if !self.kv.exists(&key).map_err(kv_other)? && self.kv.keys().map_err(kv_other)?.len() as u64 >= self.limits.keys {
+        if !store.exists(&key).await.map_err(kv_other)? && store.keys().await.map_err(kv_other)?.len() as u64 >= self.limits.keys {
             return Err(key_value::Error::StoreTableFull);
         }
         self.stats.kv_written.fetch_add(value.len() as u64, Ordering::Relaxed);
-        self.kv.set(&key, &value).map_err(kv_other)
+        self.usage.kv_write();
+        store.set(&key, &value).await.map_err(kv_other)
     }
 
-    fn delete(&mut self, store: Resource<KvHandle>, key: String) -> Result<(), key_value::Error> {
-        self.table.get(&store).map_err(kv_other)?;
-        self.kv.delete(&key).map_err(kv_other)
+    async fn delete(&mut self, store: Resource<KvHandle>, key: String) -> Result<(), key_value::Error> {
+        let store = self.store(&store)?;
+        self.usage.kv_write();
+        store.delete(&key).await.map_err(kv_other)
     }
 
-    fn exists(&mut self, store: Resource<KvHandle>, key: String) -> Result<bool, key_value::Error> {
-        self.table.get(&store).map_err(kv_other)?;
-        self.kv.exists(&key).map_err(kv_other)
+    async fn exists(&mut self, store: Resource<KvHandle>, key: String) -> Result<bool, key_value::Error> {
+        self.store(&store)?.exists(&key).await.map_err(kv_other)
     }
 
-    fn get_keys(&mut self, store: Resource<KvHandle>) -> Result<Vec<String>, key_value::Error> {
-        let handle = self.table.get(&store).map_err(kv_other)?;
-        debug_assert_eq!(handle.label, "default");
-        self.kv.keys().map_err(kv_other)
+    async fn get_keys(&mut self, store: Resource<KvHandle>) -> Result<Vec<String>, key_value::Error> {
+        self.store(&store)?.keys().await.map_err(kv_other)
     }
 
-    fn drop(&mut self, store: Resource<KvHandle>) -> wasmtime::Result<()> {
+    async fn drop(&mut self, store: Resource<KvHandle>) -> wasmtime::Result<()> {
         self.table.delete(store)?;
         Ok(())
     }
 }
 
 impl variables::Host for Ctx {
-    fn get(&mut self, name: String) -> Result<String, variables::Error> {
+    async fn get(&mut self, name: String) -> Result<String, variables::Error> {
         if name.is_empty() || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
             return Err(variables::Error::InvalidName(name));
         }

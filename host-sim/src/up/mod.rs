@@ -6,9 +6,13 @@
 //! refused otherwise with `HttpRequestDenied` as Spin does, over connections pooled for
 //! the app as Spin pools them: see `outbound`),
 //! `fermyon:spin/key-value@2.0.0` on SQLite in Spin's own file and table (see
-//! [`StateDir`]) and `fermyon:spin/variables@2.0.0`, and enforces the platform's
+//! [`StateDir`]) or on the stores a Spin runtime config file defines (Redis shared by
+//! several instances: see [`runtime_config`], [`stores`]) and
+//! `fermyon:spin/variables@2.0.0`, and enforces the platform's
 //! limits: wall-clock time per invocation (epoch interruption for guest code, a
 //! timeout around host I/O), linear memory, key and value sizes and the number of keys.
+//! It can cap the instance's outbound bandwidth (`outbound::bandwidth`) and counts what
+//! platforms meter by the hour or second ([`usage`]).
 //!
 //! The response goes out once the guest sets it, and the guest may go on working after
 //! it under the same limits, as in Spin ("answer 202, then keep working").
@@ -18,93 +22,29 @@
 //!
 //! - [`wasm`]: componentizing, the engine, the epoch ticker, the memory limiter.
 //! - `imports`: what a guest imports (WASI, HTTP, key-value, variables).
-//! - `outbound`: the guest's outgoing HTTP requests.
+//! - `outbound`: the guest's outgoing HTTP requests, and their bandwidth cap.
 //! - [`server`]: [`start`](server::start) and one invocation per request.
+//! - [`runtime_config`] and [`stores`]: which store each key-value label is.
+//! - [`usage`]: counters per time window.
 //! - this module: the configuration, the limits and the counters they all share.
 
 pub mod allowed_hosts;
 mod imports;
 pub mod manifest;
 mod outbound;
+pub mod runtime_config;
 pub mod server;
+pub mod stores;
+pub mod usage;
 pub mod wasm;
 
-use crate::kv::SqliteKv;
-use anyhow::{Context as _, Result};
+pub use stores::{StateDir, KV_FILE_NAME};
+
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// The file Spin keeps the `default` key-value store in, inside the state directory.
-pub const KV_FILE_NAME: &str = "sqlite_key_value.db";
-
-/// Where the `default` key-value store lives: the application state directory, as
-/// Spin's `--state-dir` sets it, or host-sim's own `--kv` file.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum StateDir {
-    /// `.spin` in the manifest's directory, Spin's default (whatever the working
-    /// directory), so that `spin up` and `host-sim up` of one app share their state.
-    #[default]
-    Default,
-    /// A directory given by the user; a relative one is taken from the working
-    /// directory, as Spin takes it.
-    Dir(PathBuf),
-    /// No state directory (`--state-dir ""`): the `default` store lives in memory and
-    /// is gone when the host stops, as in Spin.
-    Unset,
-    /// host-sim's `--kv FILE`: the `default` store's SQLite file itself, wherever the
-    /// state directory is (tests and the demo keep their store in a temporary
-    /// directory this way).
-    KvFile(PathBuf),
-}
-
-impl StateDir {
-    /// From the `--kv` and `--state-dir` flags: `--kv` wins; then an absent
-    /// `--state-dir` is the default, an empty one unset.
-    pub fn from_flags(kv: Option<PathBuf>, state_dir: Option<&str>) -> StateDir {
-        match (kv, state_dir) {
-            (Some(file), _) => StateDir::KvFile(file),
-            (None, None) => StateDir::Default,
-            (None, Some("")) => StateDir::Unset,
-            (None, Some(dir)) => StateDir::Dir(PathBuf::from(dir)),
-        }
-    }
-
-    /// The SQLite file of the `default` store for the app of `manifest`; `None`: in
-    /// memory.
-    pub fn kv_file(&self, manifest: &Path) -> Result<Option<PathBuf>> {
-        Ok(match self {
-            StateDir::Default => {
-                let dir = manifest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-                Some(std::path::absolute(dir)?.join(".spin").join(KV_FILE_NAME))
-            }
-            StateDir::Dir(dir) => Some(std::path::absolute(dir)?.join(KV_FILE_NAME)),
-            StateDir::Unset => None,
-            StateDir::KvFile(file) => Some(file.clone()),
-        })
-    }
-
-    /// Opens the `default` store for the app of `manifest` (creating its directory),
-    /// and says where it is in the log, in Spin's words.
-    pub fn open_kv(&self, manifest: &Path) -> Result<SqliteKv> {
-        match self.kv_file(manifest)? {
-            Some(path) => {
-                if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent)
-                        .with_context(|| format!("cannot create the key-value store's directory {}", parent.display()))?;
-                }
-                tracing::info!("Storing default key-value data to {:?}.", path.display().to_string());
-                SqliteKv::open(&path).with_context(|| format!("cannot open the key-value store {}", path.display()))
-            }
-            None => {
-                tracing::info!("Storing default key-value data to a temporary in-memory store.");
-                Ok(SqliteKv::open_in_memory()?)
-            }
-        }
-    }
-}
 
 /// Platform limits, at Fermyon Cloud's values by default.
 #[derive(Debug, Clone)]
@@ -141,8 +81,16 @@ pub struct UpConfig {
     /// Host directories mounted read-only for the guest (`--dir HOST::GUEST`), besides
     /// the manifest's `files`.
     pub dirs: Vec<(PathBuf, String)>,
-    /// Where the `default` key-value store lives (`--state-dir`, or `--kv`).
+    /// Where the `default` key-value store lives (`--state-dir`, or `--kv`) when the
+    /// runtime config does not define it.
     pub state_dir: StateDir,
+    /// Spin's `runtime-config.toml` (`--runtime-config-file`): the key-value stores
+    /// it defines replace the state directory's (see [`stores`]).
+    pub runtime_config: Option<PathBuf>,
+    /// This instance's outbound HTTP bandwidth in megabits per second, each direction
+    /// on its own (request bodies sent, response bodies received), shared by all its
+    /// concurrent requests (`--outbound-mbps`); `None`: uncapped.
+    pub outbound_mbps: Option<f64>,
     /// Keep outbound HTTP connections open and use them again across the app's
     /// requests, as Spin does by default; `false` opens one per request
     /// (`--no-connection-pooling`).
@@ -179,6 +127,9 @@ pub struct HostStats {
     pub outbound_connections: Arc<AtomicU64>,
     /// Largest linear memory seen in any instance, bytes, counted as memory grows.
     pub peak_memory: Arc<AtomicU64>,
+    /// Outbound requests per unix hour and key-value writes per unix second, for
+    /// platform quotas (see [`usage`]).
+    pub usage: Arc<usage::Usage>,
 }
 
 /// A running host; dropping it stops it.

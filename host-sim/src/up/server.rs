@@ -7,11 +7,13 @@
 
 use super::allowed_hosts::Policy;
 use super::imports::{self, Ctx};
+use super::outbound::bandwidth::Bandwidth;
 use super::outbound::{Hooks, Pool};
+use super::runtime_config::RuntimeConfig;
+use super::stores::Stores;
 use super::wasm::{componentize, engine, epoch_ticker, MemoryLimiter};
 use super::{manifest, redact, HostStats, InvocationStats, Limits, Running, UpConfig};
 use crate::http::{self, Body, Dropped};
-use crate::kv::SqliteKv;
 use crate::sample::splitmix64;
 use anyhow::{Context as _, Result};
 use bytes::Bytes;
@@ -44,8 +46,8 @@ struct Shared {
     variables: Arc<BTreeMap<String, String>>,
     policy: Arc<Policy>,
     pool: Option<Arc<Pool>>,
-    kv_labels: Arc<Vec<String>>,
-    kv: Arc<SqliteKv>,
+    stores: Arc<Stores>,
+    bandwidth: Option<Bandwidth>,
     dirs: Vec<(PathBuf, String)>,
     limits: Limits,
     chaos_kill_rate: f64,
@@ -84,12 +86,19 @@ pub async fn start(config: UpConfig) -> Result<Running> {
         // may be a secret: only the name is told.
         tracing::warn!(variable = %name, "--variable {name}: the manifest declares no variable of that name; ignored, as Spin ignores it");
     }
+    // Read before the component is compiled: a bad file is told at once.
+    let runtime_config = config.runtime_config.as_deref().map(RuntimeConfig::load).transpose()?;
+    let stores =
+        Arc::new(Stores::open(&app.key_value_stores, &app.component, &config.manifest, runtime_config.as_ref(), &config.state_dir)?);
+    let bandwidth = match config.outbound_mbps {
+        None => None,
+        Some(mbps) => Some(Bandwidth::new(mbps).with_context(|| format!("--outbound-mbps {mbps}: must be a number above 0"))?),
+    };
     let wasm = std::fs::read(&app.source)
         .with_context(|| format!("cannot read the component {} (build it with `make wasm`)", app.source.display()))?;
     let engine = engine()?;
     let component = Component::new(&engine, componentize(&wasm)?)?;
     let pre = ProxyPre::new(imports::linker(&engine)?.instantiate_pre(&component)?)?;
-    let kv = Arc::new(config.state_dir.open_kv(&config.manifest)?);
     let secrets = Arc::new(app.secrets.clone());
     let policy = Policy::resolve(&app.allowed_outbound_hosts);
     if let Policy::Invalid(error) = &policy {
@@ -111,10 +120,10 @@ pub async fn start(config: UpConfig) -> Result<Running> {
         variables: Arc::new(app.variables.clone()),
         policy: Arc::new(policy),
         pool,
-        kv_labels: Arc::new(app.key_value_stores.clone()),
         secrets,
         app,
-        kv,
+        stores,
+        bandwidth,
         dirs,
         limits: config.limits.clone(),
         chaos_kill_rate: config.chaos_kill_rate,
@@ -184,6 +193,7 @@ async fn invoke(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Body> 
                 "outbound": s.outbound.load(Ordering::Relaxed),
                 "outboundConnections": s.outbound_connections.load(Ordering::Relaxed),
                 "peakMemory": s.peak_memory.load(Ordering::Relaxed),
+                "usage": s.usage.to_json(),
             }),
         );
     }
@@ -212,9 +222,11 @@ async fn invoke(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Body> 
             connections: shared.stats.outbound_connections.clone(),
             requests: shared.stats.outbound.clone(),
             secrets: shared.secrets.clone(),
+            bandwidth: shared.bandwidth.clone(),
+            usage: shared.stats.usage.clone(),
         },
-        kv: shared.kv.clone(),
-        kv_labels: shared.kv_labels.clone(),
+        stores: shared.stores.clone(),
+        usage: shared.stats.usage.clone(),
         limits: shared.limits.clone(),
         variables: shared.variables.clone(),
         memory: MemoryLimiter::new(shared.limits.memory, shared.stats.peak_memory.clone()),

@@ -10,9 +10,17 @@
 //!
 //! HTTPS requests always take `default_send_request` (webpki roots, one connection
 //! each): host-sim has no TLS stack of its own to keep connections in a pool with.
+//!
+//! With `--outbound-mbps`, request and response bodies are paced by the instance's
+//! buckets ([`bandwidth`]), and every request is counted in its unix hour
+//! ([`super::usage`]).
+
+pub mod bandwidth;
 
 use super::allowed_hosts::Policy;
+use super::usage::Usage;
 use super::InvocationStats;
+use bandwidth::{Bandwidth, Throttled};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::{Frame, Incoming, SizeHint};
@@ -54,6 +62,10 @@ pub(super) struct Hooks {
     pub(super) requests: Arc<AtomicU64>,
     /// Secret values to keep out of log lines.
     pub(super) secrets: Arc<Vec<String>>,
+    /// The instance's bandwidth cap, if any.
+    pub(super) bandwidth: Option<Bandwidth>,
+    /// The instance's counters by time window.
+    pub(super) usage: Arc<Usage>,
 }
 
 impl wasmtime_wasi_http::WasiHttpHooks for Hooks {
@@ -68,6 +80,9 @@ impl wasmtime_wasi_http::WasiHttpHooks for Hooks {
         _ = fut;
         self.stats.outbound.fetch_add(1, Ordering::Relaxed);
         self.requests.fetch_add(1, Ordering::Relaxed);
+        // Counted as `requests` is (a refused request too), so that the windows add up
+        // to the total: a quota check errs on the side of counting.
+        self.usage.outbound();
         let uri = request.uri();
         let scheme = uri.scheme_str().unwrap_or("https").to_owned();
         let host = uri.host().unwrap_or("").to_owned();
@@ -93,6 +108,15 @@ impl wasmtime_wasi_http::WasiHttpHooks for Hooks {
         };
         let pool = self.pool.clone().filter(|_| scheme == "http");
         let connections = self.connections.clone();
+        let bandwidth = self.bandwidth.clone();
+        let request = match &bandwidth {
+            Some(b) => request.map(|body| Throttled::new(body, b.up.clone()).boxed_unsync()),
+            None => request,
+        };
+        let pace = move |response: hyper::Response<WasiBody>| match &bandwidth {
+            Some(b) => response.map(|body| Throttled::new(body, b.down.clone()).boxed_unsync()),
+            None => response,
+        };
         Box::new(async move {
             if let Err(message) = decision {
                 if message.starts_with("Error parsing") {
@@ -105,12 +129,12 @@ impl wasmtime_wasi_http::WasiHttpHooks for Hooks {
             match pool {
                 Some(pool) => {
                     let response = pool.send(request, options).await?;
-                    Ok((response, Box::new(async { Ok(()) }) as IoFuture))
+                    Ok((pace(response), Box::new(async { Ok(()) }) as IoFuture))
                 }
                 None => {
                     connections.fetch_add(1, Ordering::Relaxed);
                     let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-                    Ok((response.map(BodyExt::boxed_unsync), Box::new(io) as IoFuture))
+                    Ok((pace(response.map(BodyExt::boxed_unsync)), Box::new(io) as IoFuture))
                 }
             }
         })

@@ -1,4 +1,4 @@
-//! A key-value store on SQLite in the layout of Spin's own default store, so that
+//! The key-value store on SQLite in the layout of Spin's own default store, so that
 //! `spin up` and `host-sim up` on one application see the same data: one table
 //! `spin_key_value(store, key, value)` holding every store of the file, rows of the
 //! `default` store labelled `default`. Used by the Spin-compatible host and by the
@@ -11,8 +11,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::path::Path;
 use std::sync::Mutex;
 
-/// The label of the store every Spin application gets without configuring it.
-pub const DEFAULT_STORE: &str = "default";
+use super::DEFAULT_STORE;
 
 /// Spin's table, exactly as Spin 3.x creates it (crates/key-value-spin/src/store.rs), so
 /// that a file made by either runtime is the same file to the other.
@@ -54,7 +53,13 @@ impl SqliteKv {
     /// A `default` store that lives in memory and is gone with this value: Spin's store
     /// when it has no state directory (`--state-dir ""`).
     pub fn open_in_memory() -> rusqlite::Result<Self> {
-        Self::init(Connection::open_in_memory()?, DEFAULT_STORE)
+        Self::open_store_in_memory(DEFAULT_STORE)
+    }
+
+    /// The store labelled `store`, in memory: Spin's `type = "spin"` store without a
+    /// `path`.
+    pub fn open_store_in_memory(store: &str) -> rusqlite::Result<Self> {
+        Self::init(Connection::open_in_memory()?, store)
     }
 
     fn init(mut conn: Connection, store: &str) -> rusqlite::Result<Self> {
