@@ -26,22 +26,24 @@ pub const HASH: &str = "hash";
 /// 2 GiB file is tens of ranges, shared evenly by a few instances.
 pub const RANGE_BYTES: u64 = 64 << 20;
 
-/// Seconds a lease holds past its owner's time limit (clock skew between instances).
-pub const SLACK_SECS: u64 = 2;
+/// Milliseconds a lease holds past its owner's time limit (clock skew between
+/// instances, and the closing checkpoint's last write).
+pub const SLACK_MS: u64 = 1000;
 
 /// One lease, as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lease {
     /// The invocation holding it (random, per invocation).
     pub owner: String,
-    /// Unix seconds after which it no longer holds.
-    pub until: u64,
+    /// Unix milliseconds after which it no longer holds.
+    #[serde(rename = "untilMs")]
+    pub until_ms: u64,
 }
 
 impl Lease {
-    /// Whether it still holds at `now` (unix seconds).
-    pub fn live(&self, now: u64) -> bool {
-        now < self.until
+    /// Whether it still holds at `now_ms` (unix milliseconds).
+    pub fn live(&self, now_ms: u64) -> bool {
+        now_ms < self.until_ms
     }
 
     /// Serializes for the store.
@@ -114,7 +116,7 @@ mod tests {
 
     #[test]
     fn lease_round_trip_and_liveness() {
-        let l = Lease { owner: "ab12".into(), until: 100 };
+        let l = Lease { owner: "ab12".into(), until_ms: 100 };
         assert_eq!(Lease::decode(&l.encode()), Some(l.clone()));
         assert!(l.live(99) && !l.live(100));
         assert_eq!(Lease::decode(b"not json"), None);

@@ -16,7 +16,7 @@ pub fn route(method: &str, path: &str) -> String {
 
 /// The stable error code of an answer, if it is an error.
 pub fn error_code(response: &ApiResponse) -> Option<String> {
-    response.body.get("error").and_then(|e| e.get("code")).and_then(|c| c.as_str()).map(str::to_owned)
+    crate::api::answer::error_code(response).map(str::to_owned)
 }
 
 /// The log line.

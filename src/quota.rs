@@ -75,11 +75,12 @@ pub fn kv_margin(limit: u64) -> u64 {
     (limit / 5).max(1)
 }
 
-/// The rate one invocation asks for: an eighth of what claims may take (so that eight
-/// invocations at once fit), at least one write per second, at most ten (a checkpoint
-/// every two seconds and a few leases need far fewer).
+/// The rate one invocation asks for: a quarter of what claims may take (four
+/// invocations at once get it all; more share what is left), at least one write per
+/// second, at most ten (an invocation's closing second, its last checkpoint and leases
+/// given back, takes about that).
 pub fn kv_share(limit: u64) -> u64 {
-    (limit.saturating_sub(kv_margin(limit)) / 8).clamp(1, 10)
+    (limit.saturating_sub(kv_margin(limit)) / 4).clamp(1, 10)
 }
 
 /// What a claim may be, given what the others claim: `want`, or what is left of
@@ -128,7 +129,7 @@ mod tests {
 
     #[test]
     fn shares() {
-        assert_eq!((kv_margin(50), kv_share(50)), (10, 5));
+        assert_eq!((kv_margin(50), kv_share(50)), (10, 10));
         assert_eq!((kv_margin(1), kv_share(1)), (1, 1));
         assert_eq!(kv_share(10_000), 10);
     }

@@ -78,7 +78,8 @@ impl Env {
         v
     }
 
-    /// Advances until final; a killed invocation (500) is simply followed by another.
+    /// Advances until final; a killed invocation (500) is simply followed by another,
+    /// once the leases it left have expired (the status says until when).
     async fn drive(&self, id: &str, limit: usize) -> Value {
         for _ in 0..limit {
             let (status, v) = self.call("POST", &format!("/uploads/{id}/advance"), "", Some(TOKEN)).await;
@@ -86,6 +87,7 @@ impl Env {
                 return v;
             }
             assert!(status == 200 || status == 500, "advance answered {status}: {v}");
+            host_sim::http::wait_for_leases(&v).await;
         }
         panic!("upload {id} not final after {limit} invocations");
     }

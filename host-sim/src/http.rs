@@ -110,6 +110,17 @@ where
 /// A plain-HTTP client with connection reuse.
 pub type HttpClient = Client<HttpConnector, Body>;
 
+/// Waits until the leases an upload's status shows (`leases[].untilMs`) have expired,
+/// at most 5 s: a caller driving an upload after a killed invocation waits out the
+/// leases it left, as the status says, instead of calling again and again meanwhile.
+pub async fn wait_for_leases(status: &serde_json::Value) {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    let until = status["leases"].as_array().into_iter().flatten().filter_map(|l| l["untilMs"].as_u64()).max().unwrap_or(0);
+    if until > now {
+        tokio::time::sleep(std::time::Duration::from_millis((until - now).min(5000))).await;
+    }
+}
+
 /// A new [`HttpClient`].
 pub fn client() -> HttpClient {
     let mut connector = HttpConnector::new();

@@ -132,6 +132,10 @@ impl Io for NativeIo {
         SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
     }
 
+    fn unix_millis(&self) -> u64 {
+        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    }
+
     fn random(&self) -> u32 {
         rand::random::<u32>().max(1)
     }

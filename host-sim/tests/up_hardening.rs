@@ -134,6 +134,7 @@ async fn drive(client: &HttpClient, host: SocketAddr, id: &str, limit: usize) ->
         if is_final(&v) {
             return v;
         }
+        host_sim::http::wait_for_leases(&v).await;
     }
     panic!("upload {id} not final after {limit} invocations");
 }

@@ -145,6 +145,7 @@ async fn drive(addr: SocketAddr, id: &str) -> Value {
         if v["state"] == "done" {
             return v;
         }
+        host_sim::http::wait_for_leases(&v).await;
         assert!(Instant::now() < deadline, "not done: {v}");
     }
 }

@@ -16,6 +16,11 @@ pub struct ApiResponse {
     pub body: Value,
 }
 
+/// The stable code of an error answer (`None` for any other answer).
+pub fn error_code(response: &ApiResponse) -> Option<&str> {
+    response.body.get("error")?.get("code")?.as_str()
+}
+
 /// The body of every error answer: `{"error": {"code": code, "message": message}}`.
 pub fn error_body(code: &str, message: &str) -> Value {
     json!({ "error": { "code": code, "message": message } })

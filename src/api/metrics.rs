@@ -70,10 +70,11 @@ pub async fn render<I: Io>(io: &I, settings: &Settings) -> Result<String, crate:
     );
     family(&mut out, "kv_writes", "Key-value writes, over the uploads in the store.", &[("", sum(&|u| u.stats.kv_writes))]);
     let mut leases = 0;
+    let now_ms = io.unix_millis();
     for key in keys {
         if crate::checkpoint::lease_of_key(key).is_some() {
             if let Ok(Some(l)) = io.kv_get(key).await.map(|v| v.and_then(|b| crate::lease::Lease::decode(&b))) {
-                leases += u64::from(l.live(now));
+                leases += u64::from(l.live(now_ms));
             }
         }
     }

@@ -130,6 +130,19 @@ pub async fn handle<I: Io, B: Body>(io: &I, config: &Config, req: ApiRequest<B>,
 /// Handles one request and says what work is left for after the answer is sent (a
 /// host that can answer early, as Spin can, sends it first: event senders time out).
 pub async fn handle_then<I: Io, B: Body>(io: &I, config: &Config, req: ApiRequest<B>, started: Duration) -> (ApiResponse, After) {
+    let (response, after) = route(io, config, req, started).await;
+    // A write the quota refused surfaces as the store's error: it is the quota's.
+    match (io.quota_stop(), response.status) {
+        (Some(stop), 500) if answer::error_code(&response) == Some(crate::error::codes::STORAGE) => {
+            let mut quota = ApiResponse::from_error(&Error::Quota(stop.clone()));
+            quota.headers.push(("retry-after".into(), stop.retry_at.saturating_sub(io.unix_now()).max(1).to_string()));
+            (quota, after)
+        }
+        _ => (response, after),
+    }
+}
+
+async fn route<I: Io, B: Body>(io: &I, config: &Config, req: ApiRequest<B>, started: Duration) -> (ApiResponse, After) {
     let ApiRequest { method, path, query, headers, mut body } = req;
     let path = path.trim_end_matches('/');
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();

@@ -30,7 +30,7 @@ pub(crate) async fn status_of<I: Io>(io: &I, settings: &Settings, keys: Option<&
     if let Ok(leases) = engine::leases(io, keys, &up.id).await {
         if !leases.is_empty() {
             status["leases"] =
-                leases.iter().map(|(name, l)| json!({ "lease": name, "owner": l.owner, "until": l.until })).collect::<Vec<_>>().into();
+                leases.iter().map(|(name, l)| json!({ "lease": name, "owner": l.owner, "untilMs": l.until_ms })).collect::<Vec<_>>().into();
         }
     }
     if let (Some(per_hour), false) = (settings.quotas.outbound_per_hour, up.state().is_final()) {

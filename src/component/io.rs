@@ -143,6 +143,10 @@ impl Io for SpinIo {
         SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
     }
 
+    fn unix_millis(&self) -> u64 {
+        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    }
+
     fn random(&self) -> u32 {
         (wasi::random::random::get_random_u64() as u32).max(1)
     }

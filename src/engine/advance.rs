@@ -84,17 +84,15 @@ async fn work_on<I: Io>(
         progressed: false,
         owner: format!("{a:08x}{b:08x}"),
         seed: (a as u64) << 32 | b as u64,
-        lease_until: io.unix_now() + left.as_secs() + u64::from(left.subsec_nanos() > 0) + lease::SLACK_SECS,
+        lease_until_ms: io.unix_millis() + left.as_millis() as u64 + lease::SLACK_MS,
         held: Vec::new(),
         range: None,
         busy: None,
     };
     let outcome = run.work(&mut up).await;
-    // Leases are given back while there is time (others may take the work over at
-    // once); past the time limit they are left to expire.
-    if io.now() < limits.hard {
-        run.let_go_all().await;
-    }
+    // Leases are given back (others may take the work over at once: a lease left to
+    // expire would keep the next invocation off the upload until then).
+    run.let_go_all().await;
     if run.busy.is_some() && !run.progressed && matches!(outcome, Ok(()) | Err(Error::OutOfTime)) {
         // Another invocation holds the work it could do: nothing to record (a write
         // would cost a quota and could step its record back).

@@ -75,6 +75,12 @@ pub trait Io {
     fn now(&self) -> Duration;
     /// Wall-clock Unix seconds.
     fn unix_now(&self) -> u64;
+    /// Wall-clock Unix milliseconds (leases: a killed owner's lease frees itself a
+    /// second after its time limit, not at a whole second's boundary). By default from
+    /// [`Io::unix_now`].
+    fn unix_millis(&self) -> u64 {
+        self.unix_now().saturating_mul(1000)
+    }
     /// A random number (nonces, jitter).
     fn random(&self) -> u32;
     /// A local file's metadata.

@@ -20,15 +20,19 @@ impl<I: Io> Run<'_, I> {
             self.busy = None;
             return Ok(true);
         }
-        let now = self.io.unix_now();
+        let now = self.io.unix_millis();
         if let Some(lease) = self.read_lease(&key).await? {
             if lease.live(now) && lease.owner != self.owner {
                 self.busy = Some((name.to_owned(), lease));
                 return Ok(false);
             }
         }
-        let mine = Lease { owner: self.owner.clone(), until: self.lease_until };
+        let mine = Lease { owner: self.owner.clone(), until_ms: self.lease_until_ms };
         self.io.kv_set(&key, &mine.encode()).await.map_err(storage)?;
+        // Invocations that start together all find the lease free and write it; each
+        // reading its own write back at once would make every one of them its owner.
+        // Read back only after the others' writes have landed: the last write wins.
+        self.io.sleep(self.s.lease_settle).await;
         match self.read_lease(&key).await? {
             Some(lease) if lease.owner != self.owner => {
                 // Another owner wrote after us: theirs now (not ours to remove).
@@ -76,7 +80,7 @@ impl<I: Io> Run<'_, I> {
 /// The leases of upload `id` that still hold, by name, from a listing of the store's
 /// keys (for its status).
 pub async fn leases<I: Io>(io: &I, keys: &[String], id: &str) -> Result<Vec<(String, Lease)>, Error> {
-    let now = io.unix_now();
+    let now = io.unix_millis();
     let mut held = Vec::new();
     for key in keys {
         if let Some((of, name)) = checkpoint::lease_of_key(key) {

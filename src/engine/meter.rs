@@ -68,7 +68,7 @@ impl<'a, I: Io> Metered<'a, I> {
     /// Meters an invocation on `inner` that lives at most `lifetime`.
     pub fn new(inner: &'a I, quotas: Quotas, vod_prefix: impl Into<String>, lifetime: Duration) -> Self {
         let owner = format!("{:08x}{:08x}", inner.random(), inner.random());
-        let until = inner.unix_now() + lifetime.as_secs() + 1 + crate::lease::SLACK_SECS;
+        let until = inner.unix_now() + lifetime.as_secs() + 2;
         let deadline = inner.now() + lifetime;
         Metered { inner, quotas, owner, vod_prefix: vod_prefix.into(), until, deadline, state: RefCell::default() }
     }
@@ -344,6 +344,10 @@ impl<I: Io> Io for Metered<'_, I> {
 
     fn unix_now(&self) -> u64 {
         self.inner.unix_now()
+    }
+
+    fn unix_millis(&self) -> u64 {
+        self.inner.unix_millis()
     }
 
     fn random(&self) -> u32 {

@@ -35,8 +35,8 @@ pub(crate) struct Run<'a, I: Io> {
     pub(crate) owner: String,
     /// Where this invocation starts looking for a free part range (from its owner).
     pub(crate) seed: u64,
-    /// Unix seconds until which its leases hold: a little past its time limit.
-    pub(crate) lease_until: u64,
+    /// Unix milliseconds until which its leases hold: a little past its time limit.
+    pub(crate) lease_until_ms: u64,
     /// The keys of the leases it holds.
     pub(crate) held: Vec<String>,
     /// The part range it is sending.

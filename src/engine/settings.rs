@@ -35,6 +35,10 @@ pub struct Settings {
     pub retention_secs: u64,
     /// The platform's quotas, kept over every instance (see [`crate::quota`]).
     pub quotas: crate::quota::Quotas,
+    /// How long a lease's write settles before it is read back (see
+    /// [`crate::lease`]): longer than the store's round trip, so that of invocations
+    /// taking one lease together only the last writer keeps it.
+    pub lease_settle: Duration,
     /// Bytes of parts per lease of the upload pass (see [`crate::lease::Ranges`]).
     pub range_bytes: u64,
     /// Where completion events go (`None`: nowhere).
@@ -65,6 +69,7 @@ impl Settings {
             backoff: Backoff { base_secs: 5, cap_secs: 900, give_up_secs: 24 * 3600 },
             retention_secs: 168 * 3600,
             range_bytes: crate::lease::RANGE_BYTES,
+            lease_settle: Duration::from_millis(50),
             quotas: crate::quota::Quotas::default(),
             notify: None,
             s3: None,

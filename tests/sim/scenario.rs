@@ -210,6 +210,8 @@ impl Scenario {
         s.backoff = Backoff { base_secs: 1, cap_secs: 30, give_up_secs: 24 * 3600 };
         s.retention_secs = 3600;
         s.range_bytes = self.range_parts.saturating_mul(self.part);
+        // A few store round trips, as on the platforms (50 ms against 1 ms).
+        s.lease_settle = Duration::from_millis(self.latency.kv_ms * 4);
         s.quotas = self.quotas;
         if self.quotas.outbound_per_hour.is_some() {
             // A run under a request quota takes many hours: retention must not end it.
@@ -449,11 +451,12 @@ fn drive(seed: u64, sc: &Scenario, kills: Option<Kills>) -> Result<Report, Strin
     if let Some((pattern, times)) = &sc.failing_writes {
         *world.failing_writes.borrow_mut() = Some((pattern.clone(), *times));
     }
-    // (Two more: the read of the record merged before a checkpoint, and a lease given back.)
+    // (Five more: the read of the record merged before a checkpoint, and two leases
+    // given back, a read and a delete each.)
     // (And with a write quota, a rate claimed at the first write: a listing, the claims
     // of up to two others read, a write, and all that again.)
     let claim = if sc.quotas.kv_writes_per_second.is_some() { 8 } else { 0 };
-    let slack = Duration::from_millis(sc.latency.kv_ms * (14 + claim + 2 * (parts_most / MD5S_PER_CHUNK + 1)));
+    let slack = Duration::from_millis(sc.latency.kv_ms * (17 + claim + 2 * (parts_most / MD5S_PER_CHUNK + 1)));
     let hard = settings.time_limit();
     let mut report = Report::default();
 
@@ -502,18 +505,19 @@ fn drive(seed: u64, sc: &Scenario, kills: Option<Kills>) -> Result<Report, Strin
         // Between rounds no invocation runs: a lease that still holds is a killed
         // invocation's. Mostly the scheduler comes back once it has expired; sometimes
         // sooner, and the invocations find the work taken.
+        let now_ms = |w: &World| w.unix_origin * 1000 + w.now().as_millis() as u64;
         let expiry = {
-            let unix = world.unix();
+            let now = now_ms(&world);
             let kv = world.kv.borrow();
             kv.iter()
                 .filter(|(k, _)| checkpoint::lease_of_key(k).is_some())
                 .filter_map(|(_, v)| vod_uploader::lease::Lease::decode(v))
-                .filter(|l| l.live(unix))
-                .map(|l| l.until)
+                .filter(|l| l.live(now))
+                .map(|l| l.until_ms)
                 .min()
         };
         if let Some(until) = expiry.filter(|_| rng.chance(0.7)) {
-            world.advance_clock(Duration::from_secs(until - world.unix()));
+            world.advance_clock(Duration::from_millis(until - now_ms(&world)));
         }
         // One, two or three invocations at once, on the same upload or on the twins,
         // each an advance or a tick, starting a little apart.

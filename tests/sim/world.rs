@@ -900,6 +900,10 @@ impl Io for SimIo {
         self.world.unix()
     }
 
+    fn unix_millis(&self) -> u64 {
+        self.world.unix_origin * 1000 + self.world.now().as_millis() as u64
+    }
+
     fn random(&self) -> u32 {
         (self.world.rng.borrow_mut().next() as u32).max(1)
     }
