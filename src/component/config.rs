@@ -33,6 +33,9 @@ pub(super) fn config() -> Result<Config, String> {
     };
     let mut settings = Settings::new(signer);
     settings.budget = Duration::from_millis(number("budget_ms", 20_000)?);
+    // A lease's settling wait is nothing beside a platform's 20 s budget, but would be
+    // all of a tiny one: at most a twentieth of the budget.
+    settings.lease_settle = settings.lease_settle.min(settings.budget / 20);
     settings.concurrency = number("concurrency", 4)?.clamp(1, 32) as usize;
     // The whole file sits in linear memory (128 MiB on the platforms) next to the parts.
     let read_once = number("read_once_mib", settings.memory_threshold >> 20)?;
