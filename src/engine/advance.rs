@@ -66,7 +66,6 @@ async fn work_on<I: Io>(
     if up.state().is_final() {
         return Ok(Some(up));
     }
-    let loaded = up.clone();
     up.invocations += 1;
     up.attempted_at = io.unix_now();
     let limits = Limits { hard: started + settings.time_limit(), stall: settings.stall_timeout };
@@ -96,7 +95,7 @@ async fn work_on<I: Io>(
     if run.busy.is_some() && !run.progressed && matches!(outcome, Ok(()) | Err(Error::OutOfTime)) {
         // Another invocation holds the work it could do: nothing to record (a write
         // would cost a quota and could step its record back).
-        return Ok(Some(loaded));
+        return Ok(before.clone());
     }
     let now = io.unix_now();
     let backoff = settings.backoff;
