@@ -147,6 +147,29 @@ where
     out
 }
 
+/// Forgets the done uploads of `wave` (`DELETE /uploads/{id}`, which for a done upload
+/// removes its keys and leaves the service's file): every tick reads every upload the
+/// store holds, and waves of uploads kept would make later waves slower and slower.
+/// The entries keep their last status for the checks at the end.
+pub async fn forget_wave(world: &World, uploads: &Uploads, wave: u32) -> anyhow::Result<()> {
+    let (addrs, client) = (world.addrs(), http::client());
+    let done: Vec<String> = uploads.lock().iter().filter(|e| e.wave == wave && e.last["state"] == "done").map(|e| e.id.clone()).collect();
+    for (i, id) in done.iter().enumerate() {
+        let mut answered = false;
+        for attempt in 0..50 {
+            if let Ok((200 | 204 | 404, _)) =
+                api(&client, addrs[(i + attempt) % addrs.len()], "DELETE", &format!("/uploads/{id}"), "").await
+            {
+                answered = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        anyhow::ensure!(answered, "DELETE /uploads/{id} never succeeded");
+    }
+    Ok(())
+}
+
 /// Polls `GET /uploads` on a random instance and updates the entries; `false` when no
 /// listing came (a killed invocation, the store restarting).
 pub async fn refresh(world: &World, uploads: &Uploads, client: &HttpClient, pick: usize) -> bool {

@@ -48,10 +48,10 @@ pub struct SoakArgs {
     pub min_kills: u64,
     /// The largest upload of the waves after the first, MiB: they are there for the
     /// kills, and the simulator keeps every file.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 5)]
     pub top_up_mib: u64,
     /// At most this many waves.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 200)]
     pub max_waves: u32,
     /// `host-sim up` instances on the one Redis.
     #[arg(long, default_value_t = 3)]
@@ -215,9 +215,10 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<SoakReport> {
             args.min_kills
         );
         let restarted = world.redis_restarted && world.vod_killed_at.is_some();
-        if kills.working_kills >= args.min_kills && restarted || wave >= args.max_waves {
+        if kills.working_kills >= args.min_kills && restarted || wave >= args.max_waves || report.timed_out {
             break;
         }
+        drive::forget_wave(&world, &uploads, wave).await?;
     }
     report.advances = advancers.stop().await;
     // The instances' last invocations end within their time limit: then the logs and
