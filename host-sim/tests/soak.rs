@@ -1,8 +1,8 @@
 //! The soak of `host-sim soak`, shorter: three `host-sim up` processes of the real
 //! `.wasm` on one real `redis-server`, chaos kills on every instance, a simulator
 //! process with 10% faults, Redis restarted and the simulator killed and restarted
-//! mid-run, ticks and concurrent advances, quotas on; uploads of 1 byte to 20 MiB, in
-//! waves until at least 200 invocations were killed while working. Every must-be of
+//! mid-run, ticks and concurrent advances, quotas on; uploads of 1 byte to 20 MiB, then
+//! waves of smaller ones until at least 200 invocations were killed while working. Every must-be of
 //! the soak is asserted. Skipped with `SKIPPED (redis)` without redis-server, except
 //! in CI.
 
@@ -19,8 +19,8 @@ async fn three_instances_under_kills_faults_and_restarts() {
     let args = SoakArgs {
         max_mib: 20,
         min_kills: 200,
-        // Waves of 30 small uploads give some ten kills in working invocations each.
-        max_waves: 40,
+        // Waves of 30 uploads up to 20 MiB give some ten kills in working invocations each.
+        top_up_mib: 20,
         timeout_secs: 900,
         manifest: root.join("spin.toml"),
         bin: Some(PathBuf::from(env!("CARGO_BIN_EXE_host-sim"))),
