@@ -32,6 +32,8 @@ enum Command {
     Up(UpArgs),
     /// Serve files with Range, ETag and Last-Modified, like object storage (and /gen/{size}/{seed}).
     Files(FilesArgs),
+    /// Soak: three `host-sim up` on one Redis with chaos kills, a faulty simulator, Redis and the simulator restarted mid-run, quotas checked; every upload must end done and byte-identical (exit code 1 otherwise).
+    Soak(host_sim::soak::SoakArgs),
     /// Receive the component's completion webhooks, check their signatures, print one JSON line each.
     Hooks(host_sim::hooks_cli::HooksArgs),
 }
@@ -280,6 +282,20 @@ async fn run_vod(args: VodArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn run_soak(args: host_sim::soak::SoakArgs) -> anyhow::Result<()> {
+    let json = args.json.clone();
+    let report = host_sim::soak::run(args).await?;
+    println!("{}", report.text());
+    if let Some(path) = json {
+        std::fs::write(&path, serde_json::to_vec_pretty(&report.to_json())?)?;
+        eprintln!("JSON written to {}", path.display());
+    }
+    let failures = report.failures();
+    anyhow::ensure!(failures.is_empty(), "the soak failed:\n- {}", failures.join("\n- "));
+    println!("soak passed");
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -309,6 +325,7 @@ async fn main() -> std::process::ExitCode {
         Command::Up(args) => run_up(args).await,
         Command::Files(args) => run_files(args).await,
         Command::Hooks(args) => host_sim::hooks_cli::run(args).await,
+        Command::Soak(args) => run_soak(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

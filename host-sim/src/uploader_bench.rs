@@ -25,6 +25,8 @@ use std::time::{Duration, Instant};
 use vod_uploader::protocol::{Credentials, InitUpload};
 use vod_uploader::sign::Algorithm;
 
+mod scale;
+
 const MIB: u64 = 1 << 20;
 const TOKEN: &str = "bench-token";
 /// The part size of every upload here (the service's larger size).
@@ -45,6 +47,8 @@ pub enum Case {
     Memory,
     /// Many small uploads at once.
     Many,
+    /// One large file by one instance, then by several on one Redis (see `scale`).
+    Scale,
 }
 
 /// Which e2e runs to make.
@@ -79,6 +83,16 @@ pub struct BenchArgs {
     /// Concurrent small uploads for the `many` case.
     #[arg(long, default_value_t = 200)]
     pub many: u64,
+    /// Size of the `scale` case's file, in MiB.
+    #[arg(long, default_value_t = 2048)]
+    pub scale_mib: u64,
+    /// Instances of the `scale` case's second run (the first has one).
+    #[arg(long, default_value_t = 3)]
+    pub scale_instances: usize,
+    /// Each instance's outbound cap in the `scale` case, megabits per second each way:
+    /// low enough that the instances together stay well within this machine.
+    #[arg(long, default_value_t = 240.0)]
+    pub scale_mbps: f64,
     /// Run the component with one outbound connection per request (`host-sim up
     /// --no-connection-pooling`), to compare with the pooled default, as Spin's.
     #[arg(long)]
@@ -668,6 +682,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if has(Case::Many) {
         reports.push(("many", many_case(&args, &s).await?));
+    }
+    if has(Case::Scale) {
+        reports.push(("scale", scale::scale_case(&args).await?));
     }
     println!("| id | figure | target |\n|---|---|---|");
     for (_, report) in &reports {

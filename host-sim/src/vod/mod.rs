@@ -12,6 +12,7 @@ pub mod notify;
 pub mod params;
 pub mod ratelimit;
 pub mod reply;
+pub mod stats;
 pub mod store;
 
 use crate::http::{self, Body, Dropped};
@@ -23,7 +24,8 @@ use md5::Digest as _;
 use params::{Action, Query};
 use reply::{success, Reject};
 use serde_json::{json, Value};
-use std::collections::HashMap;
+pub use stats::SimStats;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -76,7 +78,9 @@ impl Config {
 }
 
 /// Counts of protocol traffic since the simulator started, for tests and notes
-/// (`GET /sim/stats`). Kept in memory: a restarted simulator counts from zero.
+/// (`GET /sim/stats`). Kept in memory: a restarted simulator counts from zero, so a
+/// harness that restarts it adds up the stats it read before each restart (see
+/// [`SimStats`]).
 #[derive(Debug, Default)]
 pub struct Counters {
     /// Protocol requests received, faulted ones included.
@@ -94,6 +98,13 @@ pub struct Counters {
     /// Identical repeats of a signed request, answered with the first answer and
     /// changing nothing.
     pub repeats: AtomicU64,
+    /// Bytes of UploadPart bodies stored (every stored part, sent again or not).
+    pub part_bytes_stored: AtomicU64,
+    /// Bytes of parts stored at an offset the session already held: bytes sent twice.
+    pub part_bytes_resent: AtomicU64,
+    /// FinishUpload calls that turned a session into a file, by fileSha: a number above
+    /// one would be a file made twice.
+    pub finishes: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Counters {
@@ -108,6 +119,9 @@ impl Counters {
             "partsResent": n(&self.parts_resent),
             "partsAfterFinish": n(&self.parts_after_finish),
             "repeats": n(&self.repeats),
+            "partBytesStored": n(&self.part_bytes_stored),
+            "partBytesResent": n(&self.part_bytes_resent),
+            "finishes": serde_json::to_value(&*self.finishes.lock().unwrap_or_else(|p| p.into_inner())).expect("a map of counts"),
         })
     }
 }
@@ -447,8 +461,10 @@ async fn upload_part(state: &Arc<State>, q: &Query, body: Incoming) -> Result<Va
         .map_err(|e| Reject::cache(codes::WRITE_CACHE, format!("part write failed: {e}")))?
         .map_err(|e| Reject::cache(codes::WRITE_CACHE, format!("part write failed: {e}")))?;
     state.counters.parts_stored.fetch_add(1, Ordering::Relaxed);
+    state.counters.part_bytes_stored.fetch_add(p.data_size, Ordering::Relaxed);
     if resent {
         state.counters.parts_resent.fetch_add(1, Ordering::Relaxed);
+        state.counters.part_bytes_resent.fetch_add(p.data_size, Ordering::Relaxed);
     }
     Ok(success(0, json!({})))
 }
@@ -494,6 +510,7 @@ async fn finish(state: &Arc<State>, q: &Query) -> Result<Value, Reject> {
     let file_id = state.file_id_for(&sha);
     let url = state.url_for(&file_id, &session.file_type);
     let file = state.store.finish(&session, &file_id, &url, now_unix())?;
+    *state.counters.finishes.lock().unwrap_or_else(|p| p.into_inner()).entry(sha.clone()).or_default() += 1;
     if let Some(notifier) = &state.notifier {
         notifier.upload_complete(&file);
     }
