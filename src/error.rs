@@ -86,6 +86,9 @@ pub enum Error {
     /// The upload ended (another invocation finished it, or the user cancelled it)
     /// while this invocation worked: not a failure, a reason to stop.
     Ended(Outcome),
+    /// Another invocation failed the upload while this one worked (its record, as
+    /// stored): a final state, so this one stops and writes nothing over it.
+    Overtaken(Box<crate::upload::Upload>),
     /// A platform quota stopped the invocation before it could record its work (the
     /// upload goes on from its last checkpoint once the window ends).
     Quota(crate::engine::QuotaStop),
@@ -98,7 +101,7 @@ impl Error {
             Error::Source(e) => e.retryable(),
             Error::Vod(e) => e.retryable,
             Error::VodTransport(_) | Error::Storage(_) | Error::OutOfTime | Error::Quota(_) => true,
-            Error::Checkpoint(_) | Error::Ended(_) => false,
+            Error::Checkpoint(_) | Error::Ended(_) | Error::Overtaken(_) => false,
         }
     }
 
@@ -125,7 +128,7 @@ impl Error {
             Error::VodTransport(_) => (502, codes::VOD_UNAVAILABLE),
             Error::OutOfTime => (504, codes::SOURCE_STALLED),
             Error::Ended(Outcome::Cancelled { .. }) => (409, codes::CANCELLED),
-            Error::Ended(Outcome::Done { .. }) => (409, codes::CONFLICT),
+            Error::Ended(Outcome::Done { .. }) | Error::Overtaken(_) => (409, codes::CONFLICT),
             Error::Storage(_) => (500, codes::STORAGE),
             Error::Quota(_) => (429, codes::QUOTA),
             Error::Checkpoint(_) => (500, codes::CHECKPOINT),
@@ -201,11 +204,12 @@ impl fmt::Display for Error {
             Error::Vod(e) => e.fmt(f),
             Error::VodTransport(m) => write!(f, "VOD service unavailable: {m}"),
             Error::Storage(m) => write!(f, "key-value store: {m}"),
-            Error::Quota(q) => write!(f, "the platform quota {} = {} is used up until unix time {}", q.quota, q.limit, q.retry_at),
+            Error::Quota(q) => q.fmt(f),
             Error::Checkpoint(m) => write!(f, "checkpoint: {m}"),
             Error::OutOfTime => f.write_str("the invocation's time was up before anything arrived"),
             Error::Ended(Outcome::Cancelled { .. }) => f.write_str("the upload was cancelled"),
             Error::Ended(Outcome::Done { .. }) => f.write_str("the upload is done"),
+            Error::Overtaken(_) => f.write_str("another invocation failed the upload"),
         }
     }
 }

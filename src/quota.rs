@@ -8,9 +8,17 @@
 //! (else shrinks it to what fits). An increase is only ever kept after a read that
 //! follows its write, so of two claims that race, the later reader sees the other:
 //! the sum of kept claims never exceeds the limit, whatever the interleaving.
-//! - Outbound requests: claims per fixed unix hour (`vuq/out/{hour}/{owner}` = a
-//!   count), taken in chunks as requests go out and trimmed to what was used at the
+//! - Outbound requests: claims per fixed unix hour (`vuq/out/{hour}/{until}/{owner}`
+//!   = a count), taken in chunks as requests go out and trimmed to what was used at the
 //!   end of the invocation. A killed invocation's unused claim is lost for that hour.
+//!   `until` is when its owner's life ends: after that (and [`SKEW_SECS`]) the claim
+//!   can no longer change. So the claims of an hour are folded, to keep its keys few
+//!   however many invocations it has: `vuq/out/{hour}/upto/{t}` holds the sum of every
+//!   claim of the hour whose `until` is at most `t`, and covers them (a reader adds the
+//!   latest fold to the claims after its `t` and ignores the rest). A fold is written
+//!   before the claims it covers are removed, and its value depends only on `t` and
+//!   those final claims: two folders racing to `t` write the same value, and a folder
+//!   that finds a key it listed gone (another fold removed it) writes nothing.
 //! - Key-value writes: a claim is a rate for the invocation's lifetime
 //!   (`vuq/kvw/{until}/{owner}` = a rate); the invocation keeps its writes within its
 //!   rate in every unix second, the claim's own write included, and when it ends its
@@ -42,15 +50,93 @@ pub fn hour(unix: u64) -> u64 {
     unix / 3600
 }
 
-/// The key of `owner`'s outbound claim in `hour`.
-pub fn outbound_key(hour: u64, owner: &str) -> String {
-    format!("{KEY_PREFIX}out/{hour}/{owner}")
+/// How far the clocks of two instances may disagree, in seconds: a claim is taken as
+/// final only this long after its owner's life ended.
+pub const SKEW_SECS: u64 = 30;
+
+/// Final claims of one hour that the next claimer folds into one.
+pub const FOLD_AT: usize = 8;
+
+/// The key of `owner`'s outbound claim in `hour`; `until`, when its owner's life ends
+/// (unix seconds).
+pub fn outbound_key(hour: u64, until: u64, owner: &str) -> String {
+    format!("{KEY_PREFIX}out/{hour}/{until}/{owner}")
 }
 
-/// The hour and owner of an outbound claim's key.
-pub fn outbound_of_key(key: &str) -> Option<(u64, &str)> {
-    let (hour, owner) = key.strip_prefix(KEY_PREFIX)?.strip_prefix("out/")?.split_once('/')?;
-    Some((hour.parse().ok()?, owner))
+/// The key of the fold of `hour`'s claims up to `until` `upto`.
+pub fn fold_key(hour: u64, upto: u64) -> String {
+    format!("{KEY_PREFIX}out/{hour}/upto/{upto}")
+}
+
+/// The hour and `upto` of a fold's key.
+pub fn fold_of_key(key: &str) -> Option<(u64, u64)> {
+    let (hour, upto) = key.strip_prefix(KEY_PREFIX)?.strip_prefix("out/")?.split_once("/upto/")?;
+    Some((hour.parse().ok()?, upto.parse().ok()?))
+}
+
+/// The `upto` a fold at unix time `now` goes to: claims that ended before it are final
+/// however the instances' clocks differ (rounded down, so that folders agree).
+pub fn fold_upto(now: u64) -> u64 {
+    now.saturating_sub(SKEW_SECS) / 10 * 10
+}
+
+/// How one hour's outbound claims stand in a listing of the store's keys.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HourClaims {
+    /// The latest fold, if any: (key, upto).
+    pub fold: Option<(String, u64)>,
+    /// The claims it does not cover (key, until).
+    pub claims: Vec<(String, u64, String)>,
+    /// Keys a later fold covers (older folds and the claims they cover), to remove.
+    pub covered: Vec<String>,
+}
+
+impl HourClaims {
+    /// Reads `hour`'s claims from a listing.
+    pub fn of(keys: &[String], hour: u64) -> HourClaims {
+        let fold = keys
+            .iter()
+            .filter_map(|k| fold_of_key(k).filter(|(h, _)| *h == hour).map(|(_, upto)| (k.clone(), upto)))
+            .max_by_key(|(_, upto)| *upto);
+        let upto = fold.as_ref().map(|f| f.1);
+        let mut view = HourClaims { fold, ..HourClaims::default() };
+        for key in keys {
+            if let Some(claim) = outbound_of_key(key).filter(|c| c.hour == hour) {
+                if upto.is_some_and(|t| claim.until <= t) {
+                    view.covered.push(key.clone());
+                } else {
+                    view.claims.push((key.clone(), claim.until, claim.owner.to_owned()));
+                }
+            } else if fold_of_key(key).is_some_and(|(h, t)| h == hour && Some(t) < upto) {
+                view.covered.push(key.clone());
+            }
+        }
+        view
+    }
+}
+
+/// An outbound claim's key, read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboundKey<'a> {
+    /// The unix hour it counts in.
+    pub hour: u64,
+    /// When its owner's life ends.
+    pub until: u64,
+    /// Who wrote it.
+    pub owner: &'a str,
+}
+
+/// The hour of an outbound claim's or fold's key, whatever its release wrote after it
+/// (for the sweep of hours past).
+pub fn outbound_hour_of_key(key: &str) -> Option<u64> {
+    key.strip_prefix(KEY_PREFIX)?.strip_prefix("out/")?.split('/').next()?.parse().ok()
+}
+
+/// The hour, end and owner of an outbound claim's key.
+pub fn outbound_of_key(key: &str) -> Option<OutboundKey<'_>> {
+    let (hour, rest) = key.strip_prefix(KEY_PREFIX)?.strip_prefix("out/")?.split_once('/')?;
+    let (until, owner) = rest.split_once('/')?;
+    Some(OutboundKey { hour: hour.parse().ok()?, until: until.parse().ok()?, owner }).filter(|k| !k.owner.is_empty())
 }
 
 /// The key of `owner`'s key-value write rate claim, holding until `until` (unix
@@ -112,11 +198,36 @@ mod tests {
 
     #[test]
     fn keys_round_trip() {
-        assert_eq!(outbound_of_key(&outbound_key(500_000, "ab")), Some((500_000, "ab")));
+        let key = outbound_key(500_000, 1_800_000_010, "ab");
+        assert_eq!(outbound_of_key(&key), Some(OutboundKey { hour: 500_000, until: 1_800_000_010, owner: "ab" }));
+        // Keys of the first release (no `until`) are not claims any more.
+        assert_eq!(outbound_of_key("vuq/out/500000/ab"), None);
         assert_eq!(kv_rate_of_key(&kv_rate_key(77, "ab")), Some((77, "ab")));
         assert_eq!(outbound_of_key("vu1/x"), None);
         assert_eq!(decode_count(b"17"), 17);
         assert_eq!(decode_count(b"junk"), 0);
+    }
+
+    #[test]
+    fn a_fold_covers_the_claims_up_to_its_time_and_older_folds() {
+        let h = 500_000;
+        let keys = vec![
+            outbound_key(h, 100, "a"),
+            outbound_key(h, 200, "b"),
+            outbound_key(h, 300, "c"),
+            fold_key(h, 150),
+            fold_key(h, 200),
+            outbound_key(h + 1, 100, "d"),
+            fold_key(h - 1, 900),
+        ];
+        let view = HourClaims::of(&keys, h);
+        assert_eq!(view.fold, Some((fold_key(h, 200), 200)));
+        assert_eq!(view.claims, vec![(outbound_key(h, 300, "c"), 300, "c".to_owned())]);
+        assert_eq!(view.covered, vec![outbound_key(h, 100, "a"), outbound_key(h, 200, "b"), fold_key(h, 150)]);
+        assert_eq!(fold_of_key(&fold_key(h, 200)), Some((h, 200)));
+        assert_eq!(outbound_of_key(&fold_key(h, 200)), None);
+        assert_eq!(outbound_hour_of_key(&fold_key(h, 200)), Some(h));
+        assert_eq!(fold_upto(1000), 970);
     }
 
     #[test]

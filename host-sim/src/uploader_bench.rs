@@ -66,7 +66,7 @@ pub enum Mode {
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
     /// The cases to run.
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = vec![Case::Hash, Case::E2e, Case::Overhead, Case::Memory, Case::Many])]
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = vec![Case::Hash, Case::E2e, Case::Overhead, Case::Memory, Case::Many, Case::Scale])]
     pub cases: Vec<Case>,
     /// Size of the end-to-end file, in MiB.
     #[arg(long, default_value_t = 1024)]

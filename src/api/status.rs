@@ -50,14 +50,7 @@ pub(crate) async fn status_of<I: Io>(io: &I, settings: &Settings, keys: Option<&
 
 /// Outbound requests claimed in the current hour over every instance.
 pub(crate) async fn outbound_used<I: Io>(io: &I, keys: &[String]) -> Result<u64, crate::io_error::IoError> {
-    let hour = quota::hour(io.unix_now());
-    let mut used = 0;
-    for key in keys {
-        if quota::outbound_of_key(key).is_some_and(|(h, _)| h == hour) {
-            used += io.kv_get(key).await?.map_or(0, |v| quota::decode_count(&v));
-        }
-    }
-    Ok(used)
+    Ok(crate::engine::outbound_hour(io, keys, quota::hour(io.unix_now()), "").await?.used)
 }
 
 /// The answer about upload `id`: its status, or why there is none.

@@ -86,6 +86,7 @@ async fn work_on<I: Io>(
         lease_until_ms: io.unix_millis() + left.as_millis() as u64 + lease::SLACK_MS,
         held: Vec::new(),
         range: None,
+        shared: false,
         busy: None,
     };
     let outcome = run.work(&mut up).await;
@@ -104,6 +105,7 @@ async fn work_on<I: Io>(
             up.lay_outcome(&end);
             return Ok(Some(up));
         }
+        Err(Error::Overtaken(stored)) => return Ok(Some(*stored)),
         // Whatever the work ran into, a quota stopped it: the upload waits it out.
         _ if io.quota_stop().is_some() => {
             let stop = io.quota_stop().expect("checked");
@@ -122,6 +124,7 @@ async fn work_on<I: Io>(
     if !run.saved.as_ref().is_some_and(|saved| Upload { updated_at: saved.updated_at, ..up.clone() } == *saved) {
         match run.save(&mut up).await {
             Err(Error::Ended(end)) => up.lay_outcome(&end),
+            Err(Error::Overtaken(stored)) => up = *stored,
             other => other?,
         }
     }

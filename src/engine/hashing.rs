@@ -53,7 +53,7 @@ impl<I: Io> Run<'_, I> {
         let mut kept = Vec::with_capacity(if keep { size as usize } else { 0 });
         match self.hash_reads(up, &mut hasher, keep.then_some(&mut kept)).await {
             Ok(()) => {}
-            Err(e @ Error::Ended(_)) => return Err(e),
+            Err(e @ (Error::Ended(_) | Error::Overtaken(_))) => return Err(e),
             Err(e) => {
                 // What was hashed before the error is kept.
                 if hasher.offset() > from {

@@ -126,6 +126,23 @@ pub struct QuotaStop {
     pub retry_at: u64,
 }
 
+impl std::fmt::Display for QuotaStop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the platform quota {} = {} is used up until unix time {}", self.quota, self.limit, self.retry_at)
+    }
+}
+
+/// A request or write the quota refused fails with the [`QuotaStop`] itself as its
+/// [`IoError`], so that it is told from the platform's failures where it is mapped.
+impl std::error::Error for QuotaStop {}
+
+impl QuotaStop {
+    /// The quota stop a failure of the platform's I/O is, if it is one.
+    pub fn of(e: &IoError) -> Option<&QuotaStop> {
+        e.get_ref().downcast_ref::<QuotaStop>()
+    }
+}
+
 /// Local files through `std::fs` (WASI preopens in the component), for the platform
 /// adapters that have a real file system.
 pub mod local {

@@ -47,6 +47,23 @@ impl<I: Io> Run<'_, I> {
         }
     }
 
+    /// Whether this invocation still holds lease `name` of upload `id`, read again from
+    /// the store. Two invocations can both believe they took a lease (the second one's
+    /// write landed after the first read back); once both writes are in, the stored
+    /// owner is one of them, and reading it again tells the other to stop. A lease
+    /// found missing or expired is still this invocation's to work on.
+    pub(crate) async fn still_holds(&mut self, id: &str, name: &str) -> Result<bool, Error> {
+        let key = checkpoint::lease_key(id, name);
+        match self.read_lease(&key).await? {
+            Some(lease) if lease.owner != self.owner && lease.live(self.io.unix_millis()) => {
+                self.held.retain(|k| *k != key);
+                self.busy = Some((name.to_owned(), lease));
+                Ok(false)
+            }
+            _ => Ok(true),
+        }
+    }
+
     /// Gives back lease `name` of upload `id`, if this invocation still holds it. Best
     /// effort: a lease not given back expires.
     pub(crate) async fn let_go(&mut self, id: &str, name: &str) {

@@ -94,7 +94,7 @@ impl<'a, I: Io> Metered<'a, I> {
         // the margin.
         for (hour, claimed, used) in outbound {
             if claimed > used && self.take_write().await.is_ok() {
-                let key = quota::outbound_key(hour, &self.owner);
+                let key = quota::outbound_key(hour, self.until, &self.owner);
                 let _ = if used == 0 { self.raw_delete(&key).await } else { self.raw_set(&key, used.to_string().as_bytes()).await };
             }
         }
@@ -112,10 +112,11 @@ impl<'a, I: Io> Metered<'a, I> {
         self.state.borrow_mut().rate = None;
     }
 
+    /// Stops the invocation's use of `quota` until `retry_at`; the error that refuses
+    /// the request or write is the stop itself.
     fn stop(&self, quota: &'static str, limit: u64, retry_at: u64) -> IoError {
-        let stop = QuotaStop { quota, limit, retry_at };
-        self.state.borrow_mut().stop.get_or_insert(stop);
-        IoError::msg(format!("the platform quota {quota} = {limit} is used up until unix time {retry_at}"))
+        let stop = self.state.borrow_mut().stop.get_or_insert(QuotaStop { quota, limit, retry_at }).clone();
+        IoError::new(stop)
     }
 
     /// One more outbound request within the hour's claims, claiming more when needed
@@ -128,7 +129,7 @@ impl<'a, I: Io> Metered<'a, I> {
                 let mut s = self.state.borrow_mut();
                 if let Some(stop) = &s.stop {
                     if stop.quota == "outbound_per_hour" && quota::hour(stop.retry_at) > hour {
-                        return Err(IoError::msg(format!("the platform quota outbound_per_hour = {limit} is used up")));
+                        return Err(IoError::new(stop.clone()));
                     }
                 }
                 if s.outbound.last().is_none_or(|c| c.0 != hour) {
@@ -144,9 +145,14 @@ impl<'a, I: Io> Metered<'a, I> {
                 self.inner.sleep(Duration::from_millis(1)).await;
                 continue;
             }
-            let got = self.claim_requests(limit, hour).await.unwrap_or(false);
+            if self.inner.now() >= self.deadline {
+                // Past its life, as its claim's key says: the claim may be final to others.
+                return Err(self.stop("outbound_per_hour", limit, self.inner.unix_now() + 1));
+            }
+            let got = self.claim_requests(limit, hour).await;
             self.state.borrow_mut().claiming = false;
-            if !got {
+            // A store that failed is the store's error (the upload retries), not a quota used up.
+            if !got? {
                 return Err(self.stop("outbound_per_hour", limit, (hour + 1) * 3600));
             }
         }
@@ -155,36 +161,39 @@ impl<'a, I: Io> Metered<'a, I> {
     /// Claims up to [`quota::outbound_chunk`] more requests in `hour`; whether any
     /// more fit.
     async fn claim_requests(&self, limit: u64, hour: u64) -> Result<bool, IoError> {
-        let key = quota::outbound_key(hour, &self.owner);
+        let key = quota::outbound_key(hour, self.until, &self.owner);
         let (mine, used) = self.state.borrow().outbound.iter().find(|c| c.0 == hour).map_or((0, 0), |c| (c.1, c.2));
-        let others = self.outbound_others(hour).await?;
+        let others = outbound_hour(self, &self.keys().await?, hour, &self.owner).await?.others;
         let want = mine + quota::fit(limit, others + mine, quota::outbound_chunk(limit));
         if want <= used {
             return Ok(false);
         }
         self.write(&key, want.to_string().as_bytes()).await?;
         // Kept only as far as it fits beside every claim written before this read.
-        let others = self.outbound_others(hour).await?;
-        let keep = want.min(limit.saturating_sub(others)).max(used);
+        let after = outbound_hour(self, &self.keys().await?, hour, &self.owner).await?;
+        let keep = want.min(limit.saturating_sub(after.others)).max(used);
         if keep < want {
             self.write(&key, keep.to_string().as_bytes()).await?;
         }
         if let Some(c) = self.state.borrow_mut().outbound.iter_mut().find(|c| c.0 == hour) {
             c.1 = keep;
         }
+        if let (Some(fold), true) = (after.fold, keep > used) {
+            // Best effort: an unfolded hour only costs the next claimer more reads.
+            let _ = self.fold(hour, fold).await;
+        }
         Ok(keep > used)
     }
 
-    async fn outbound_others(&self, hour: u64) -> Result<u64, IoError> {
-        let mut sum = 0;
-        for key in self.keys().await? {
-            if let Some((h, owner)) = quota::outbound_of_key(&key) {
-                if h == hour && owner != self.owner {
-                    sum += self.get(&key).await?.map_or(0, |v| quota::decode_count(&v));
-                }
-            }
+    /// Writes a fold of `hour`'s final claims, then removes what it covers (cut short,
+    /// what is left is covered by the fold all the same).
+    async fn fold(&self, hour: u64, fold: Fold) -> Result<(), IoError> {
+        self.write(&quota::fold_key(hour, fold.upto), fold.value.to_string().as_bytes()).await?;
+        for key in fold.covers {
+            self.take_write().await?;
+            self.raw_delete(&key).await?;
         }
-        Ok(sum)
+        Ok(())
     }
 
     /// Waits until one more key-value write fits this invocation's rate in the current
@@ -193,10 +202,7 @@ impl<'a, I: Io> Metered<'a, I> {
         let Some(limit) = self.quotas.kv_writes_per_second else { return Ok(()) };
         if let Some(stop) = self.state.borrow().stop.as_ref().filter(|s| s.quota == "kv_writes_per_second") {
             // Once stopped, no claim is tried again (each try costs writes of the margin).
-            return Err(IoError::msg(format!(
-                "the platform quota kv_writes_per_second = {limit} is used up until unix time {}",
-                stop.retry_at
-            )));
+            return Err(IoError::new(stop.clone()));
         }
         let rate = self.state.borrow().rate.as_ref().map_or(0, |r| r.0);
         let rate = if rate == 0 { self.claim_rate(limit).await? } else { rate };
@@ -372,12 +378,79 @@ impl<I: Io> Io for Metered<'_, I> {
     }
 }
 
+/// One hour's outbound requests, as the claims in the store count them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HourUse {
+    /// Over every claim.
+    pub used: u64,
+    /// Over the claims of owners other than the one asking.
+    pub others: u64,
+    /// A fold of the hour's final claims that is due.
+    fold: Option<Fold>,
+}
+
+/// A fold to write (see [`crate::quota`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Fold {
+    upto: u64,
+    value: u64,
+    /// The keys it covers, removed once it is written.
+    covers: Vec<String>,
+}
+
+/// Reads `hour`'s outbound claims from the store, starting from a listing of its keys;
+/// `owner`'s own claim is left out of [`HourUse::others`]. A key listed but gone when
+/// read (a claim trimmed to nothing, or covered by a newer fold) means the listing is
+/// out of date: the store is listed again.
+pub async fn outbound_hour<I: Io>(io: &I, keys: &[String], hour: u64, owner: &str) -> Result<HourUse, IoError> {
+    let mut relisted = None;
+    for _ in 0..4 {
+        let view = quota::HourClaims::of(relisted.as_deref().unwrap_or(keys), hour);
+        if let Some(read) = read_hour(io, &view, owner).await? {
+            return Ok(read);
+        }
+        relisted = Some(io.kv_keys().await?);
+    }
+    Err(IoError::msg("the outbound quota's claims kept changing while they were read"))
+}
+
+async fn read_hour<I: Io>(io: &I, view: &quota::HourClaims, owner: &str) -> Result<Option<HourUse>, IoError> {
+    let base = match &view.fold {
+        Some((key, _)) => match io.kv_get(key).await? {
+            Some(v) => quota::decode_count(&v),
+            None => return Ok(None),
+        },
+        None => 0,
+    };
+    let upto = quota::fold_upto(io.unix_now());
+    let mut read = HourUse { used: base, others: base, fold: None };
+    let mut fold = Fold { upto, value: base, covers: Vec::new() };
+    for (key, until, by) in &view.claims {
+        let Some(v) = io.kv_get(key).await? else { return Ok(None) };
+        let n = quota::decode_count(&v);
+        read.used += n;
+        if by != owner {
+            read.others += n;
+        }
+        if *until <= upto {
+            fold.value += n;
+            fold.covers.push(key.clone());
+        }
+    }
+    if fold.covers.len() >= quota::FOLD_AT && view.fold.as_ref().is_none_or(|(_, t)| *t < upto) {
+        fold.covers.extend(view.covered.iter().cloned());
+        fold.covers.extend(view.fold.as_ref().map(|(k, _)| k.clone()));
+        read.fold = Some(fold);
+    }
+    Ok(Some(read))
+}
+
 /// Removes quota claims no window needs any more: outbound claims of hours past, write
 /// rate claims a minute past their end.
 pub async fn sweep<I: Io>(io: &I, keys: &[String]) -> Result<(), IoError> {
     let now = io.unix_now();
     for key in keys {
-        let stale = if let Some((hour, _)) = quota::outbound_of_key(key) {
+        let stale = if let Some(hour) = quota::outbound_hour_of_key(key) {
             hour < quota::hour(now)
         } else if let Some((until, _)) = quota::kv_rate_of_key(key) {
             until + 60 < now

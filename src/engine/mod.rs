@@ -38,7 +38,7 @@ pub use advance::advance;
 pub use events::{record_event, Recorded};
 pub use io::{local, Advanced, Body, FileInfo, HttpRequest, HttpResponse, Io, IoError, QuotaStop};
 pub use leases::leases;
-pub use meter::{sweep, Metered, Usage};
+pub use meter::{outbound_hour, sweep, HourUse, Metered, Usage};
 pub use notify::delivery;
 pub use read::probe;
 pub use records::{list, load, Listing};

@@ -1,14 +1,18 @@
 //! An upload's keys in the store: loading it with its outcome laid over it, listing
 //! every upload, writing its record (the commit point), and removing its keys.
 
-use super::io::{Io, IoError};
+use super::io::{Io, IoError, QuotaStop};
 use crate::checkpoint;
 use crate::error::Error;
 use crate::upload::{Outcome, State, Upload};
 
 /// A failure of the key-value store, as the engine's error.
+/// A failure of the store; a write the quota refused is the quota's.
 pub(crate) fn storage(e: IoError) -> Error {
-    Error::Storage(e)
+    match QuotaStop::of(&e) {
+        Some(stop) => Error::Quota(stop.clone()),
+        None => Error::Storage(e),
+    }
 }
 
 /// An upload's outcome, if it has ended.
@@ -114,7 +118,8 @@ pub(crate) async fn remove_keys<I: Io>(io: &I, keys: &[String]) -> Result<(), Er
     Ok(())
 }
 
-/// Writes an upload's record unless it has ended meanwhile (then `Err(Ended)`). While
+/// Writes an upload's record unless it has ended meanwhile (then `Err(Ended)`) or
+/// another invocation failed it while parts were sent (then `Err(Overtaken)`). While
 /// parts are sent, the parts another invocation recorded are merged in first (see
 /// [`Upload::merge_stored`]): several invocations may send one upload's part ranges.
 pub(crate) async fn commit<I: Io>(io: &I, up: &mut Upload) -> Result<(), Error> {
@@ -125,6 +130,11 @@ pub(crate) async fn commit<I: Io>(io: &I, up: &mut Upload) -> Result<(), Error> 
         if let Some(stored) = io.kv_get(&checkpoint::record_key(&up.id)).await.map_err(storage)? {
             // An unreadable record is overwritten, as before merging existed.
             if let Ok(stored) = Upload::decode(&stored) {
+                if stored.state() == State::Failed {
+                    // Another invocation failed the upload meanwhile (its source refused,
+                    // say): a final state no racing write may undo.
+                    return Err(Error::Overtaken(Box::new(stored)));
+                }
                 up.merge_stored(&stored);
             }
         }

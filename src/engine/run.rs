@@ -41,6 +41,9 @@ pub(crate) struct Run<'a, I: Io> {
     pub(crate) held: Vec<String>,
     /// The part range it is sending.
     pub(crate) range: Option<u64>,
+    /// It sent parts of an upload cut into several ranges: other invocations may be
+    /// writing the upload's record at the same time.
+    pub(crate) shared: bool,
     /// The lease (name, holder) that kept it from working, if one did.
     pub(crate) busy: Option<(String, crate::lease::Lease)>,
 }
@@ -66,6 +69,27 @@ impl<'a, I: Io> Run<'a, I> {
 
     pub(crate) fn save_due(&self) -> bool {
         self.io.now().saturating_sub(self.last_save) >= self.s.checkpoint_every
+    }
+
+    /// The upload pass's last checkpoint when other invocations may be sending other
+    /// ranges of the upload: a record's read, merge and write are not atomic, so one
+    /// written at the same moment can overwrite the parts this one recorded. Once the
+    /// others' writes have landed (the leases' settling wait), the record is read back
+    /// and written again (merging anew) while it lacks any of them.
+    pub(crate) async fn save_shared(&mut self, up: &mut Upload) -> Result<(), Error> {
+        self.save(up).await?;
+        if !self.shared {
+            return Ok(());
+        }
+        for _ in 0..2 {
+            self.io.sleep(self.s.lease_settle).await;
+            let stored = self.io.kv_get(&checkpoint::record_key(&up.id)).await.map_err(storage)?;
+            match stored.map(|bytes| Upload::decode(&bytes)) {
+                Some(Ok(stored)) if !stored.holds_parts_of(up) => self.save(up).await?,
+                _ => return Ok(()),
+            }
+        }
+        Ok(())
     }
 
     /// How many bytes to ask the source for next: what the remaining budget can read at

@@ -31,6 +31,8 @@ struct Pass {
     failure: Option<Error>,
     /// A part was refused in a way that needs the session asked again.
     recheck: bool,
+    /// The range's lease was read again since the pass began.
+    confirmed: bool,
 }
 
 impl Pass {
@@ -195,7 +197,7 @@ impl<I: Io> Run<'_, I> {
                     u.recheck();
                 }
             }
-            self.save(up).await?;
+            self.save_shared(up).await?;
             if let Some(e) = pass.failure {
                 return Err(e);
             }
@@ -218,6 +220,7 @@ impl<I: Io> Run<'_, I> {
         for k in ranges.missing_from(&u.done, self.seed) {
             if self.hold(&up.id, &lease::range_name(k)).await? {
                 self.range = Some(k);
+                self.shared |= ranges.count() > 1;
                 return Ok(ranges.first_missing(&u.done, k).map(|first| (k, first)));
             }
         }
@@ -233,8 +236,21 @@ impl<I: Io> Run<'_, I> {
                 if let Some(u) = up.uploading_mut() {
                     u.part_sent(done.index);
                 }
-                if self.save_due() {
+                let due = self.save_due();
+                if due {
                     self.save(up).await?;
+                }
+                // Once the first part is in (the writes of invocations that took the
+                // range at the same time have landed by then) and at every checkpoint:
+                // is the range still this invocation's? If not, its new owner sends it.
+                if (due || !pass.confirmed) && !self.out_of_time() {
+                    pass.confirmed = true;
+                    if let Some(k) = self.range {
+                        if !self.still_holds(&up.id, &lease::range_name(k)).await? {
+                            self.range = None;
+                            pass.stop = true;
+                        }
+                    }
                 }
             }
             Err(Error::Vod(api)) => match up.uploading().map(|u| u.part_refused(&api, fit)) {

@@ -3,7 +3,7 @@
 //! (in the spirit of object_store's `client/retry.rs`). Waits between invocations are
 //! the upload's [`crate::upload::Backoff`], not this.
 
-use super::io::{Body, HttpRequest, Io};
+use super::io::{Body, HttpRequest, Io, QuotaStop};
 use super::run::Run;
 use super::settings::Settings;
 use super::wait::{jitter, Late, Limits};
@@ -119,11 +119,10 @@ async fn vod_call<I: Io, T>(
     }
     let request =
         HttpRequest { method: method.as_str(), url: signed.url, headers, body: body.unwrap_or_default(), timeout: Some(limits.stall) };
-    let mut response = limits
-        .wait(io, io.send(request))
-        .await
-        .map_err(late)?
-        .map_err(|e| Error::VodTransport(format!("{} failed: {e}", call.action())))?;
+    let mut response = limits.wait(io, io.send(request)).await.map_err(late)?.map_err(|e| match QuotaStop::of(&e) {
+        Some(stop) => Error::Quota(stop.clone()),
+        None => Error::VodTransport(format!("{} failed: {e}", call.action())),
+    })?;
     let mut answer = Vec::new();
     while let Some(chunk) = limits.wait(io, response.body.chunk()).await.map_err(late)? {
         let chunk = chunk.map_err(|e| Error::VodTransport(format!("{} answer unreadable: {e}", call.action())))?;

@@ -102,6 +102,13 @@ impl DoneParts {
         }
     }
 
+    /// Whether it holds every part `other` holds.
+    pub fn covers(&self, other: &DoneParts) -> bool {
+        let mut both = self.clone();
+        both.merge(other);
+        both == *self
+    }
+
     /// How many parts are uploaded.
     pub fn count(&self) -> u64 {
         self.below + self.runs.iter().map(|(s, e)| e - s).sum::<u64>()

@@ -232,6 +232,20 @@ impl Upload {
         }
     }
 
+    /// Whether a stored record already holds every part this one saw the service take,
+    /// as far as it counts them alike (another InitUpload answer or phase has nothing
+    /// of this one's to keep).
+    pub fn holds_parts_of(&self, mine: &Upload) -> bool {
+        match (&self.phase, &mine.phase) {
+            (Phase::Uploading(s), Phase::Uploading(u))
+                if s.file_sha == u.file_sha && s.part_size == u.part_size && s.opened == u.opened =>
+            {
+                s.done.covers(&u.done)
+            }
+            _ => true,
+        }
+    }
+
     /// -> done: the service holds the file. Its MD5s are no longer needed.
     pub fn finished(&mut self, done: Finished, at: u64) {
         self.phase = Phase::Done(Done {

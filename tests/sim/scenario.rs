@@ -456,7 +456,10 @@ fn drive(seed: u64, sc: &Scenario, kills: Option<Kills>) -> Result<Report, Strin
     // (And with a write quota, a rate claimed at the first write: a listing, the claims
     // of up to two others read, a write, and all that again.)
     let claim = if sc.quotas.kv_writes_per_second.is_some() { 8 } else { 0 };
-    let slack = Duration::from_millis(sc.latency.kv_ms * (17 + claim + 2 * (parts_most / MD5S_PER_CHUNK + 1)));
+    // An upload pass that shared the upload also reads its last record back, after a
+    // settling wait, up to twice, writing it again (an end read, a read, a write) each time.
+    let shared = if sc.range_parts < u64::MAX >> 24 { 2 * (4 + 4) } else { 0 };
+    let slack = Duration::from_millis(sc.latency.kv_ms * (17 + claim + shared + 2 * (parts_most / MD5S_PER_CHUNK + 1)));
     let hard = settings.time_limit();
     let mut report = Report::default();
 
