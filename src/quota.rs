@@ -52,7 +52,7 @@ pub fn hour(unix: u64) -> u64 {
 
 /// How far the clocks of two instances may disagree, in seconds: a claim is taken as
 /// final only this long after its owner's life ended.
-pub const SKEW_SECS: u64 = 30;
+pub const SKEW_SECS: u64 = 10;
 
 /// Final claims of one hour that the next claimer folds into one.
 pub const FOLD_AT: usize = 8;
@@ -77,7 +77,7 @@ pub fn fold_of_key(key: &str) -> Option<(u64, u64)> {
 /// The `upto` a fold at unix time `now` goes to: claims that ended before it are final
 /// however the instances' clocks differ (rounded down, so that folders agree).
 pub fn fold_upto(now: u64) -> u64 {
-    now.saturating_sub(SKEW_SECS) / 10 * 10
+    now.saturating_sub(SKEW_SECS) / 5 * 5
 }
 
 /// How one hour's outbound claims stand in a listing of the store's keys.
@@ -227,7 +227,7 @@ mod tests {
         assert_eq!(fold_of_key(&fold_key(h, 200)), Some((h, 200)));
         assert_eq!(outbound_of_key(&fold_key(h, 200)), None);
         assert_eq!(outbound_hour_of_key(&fold_key(h, 200)), Some(h));
-        assert_eq!(fold_upto(1000), 970);
+        assert_eq!(fold_upto(1004), 990);
     }
 
     #[test]

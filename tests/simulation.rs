@@ -10,7 +10,7 @@
 mod sim;
 
 use sim::scenario::{run_scenario, run_seed, run_seed_with, stalled_next_to_healthy, upload_pass_with, Preseed, Scenario};
-use sim::world::{KillWhen, Kills};
+use sim::world::{KillWhen, Kills, Latency};
 
 /// Seeded scenarios per test below; the harness runs the tests in parallel.
 const PER_TEST: u64 = 2_500;
@@ -235,7 +235,10 @@ fn a_gib_under_500_requests_an_hour_finishes_in_its_third_hour() {
         let report = run_scenario(7, &sc, Some(Kills::None)).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(report.outcome, "Done");
         let hours: Vec<(u64, u64)> = report.sends_by_hour.iter().map(|(h, n)| (*h, *n)).collect();
-        println!("kv_writes_per_second {kv:?}: requests by hour {hours:?}, most writes in a second {}", report.most_writes_in_a_second);
+        println!(
+            "kv_writes_per_second {kv:?}: requests by hour {hours:?}, most writes in a second {}, most outbound claim keys at once {}, invocations {}",
+            report.most_writes_in_a_second, report.most_outbound_keys, report.invocations
+        );
         let (first, last) = (hours[0].0, hours[hours.len() - 1].0);
         assert_eq!(last - first, 2, "the last request goes out in the third hour: {hours:?}");
         assert!(hours.iter().all(|(_, n)| *n <= 500), "never over the quota: {hours:?}");
@@ -248,6 +251,25 @@ fn a_gib_under_500_requests_an_hour_finishes_in_its_third_hour() {
             assert!(report.most_writes_in_a_second <= kv);
         }
     }
+}
+
+/// Many short invocations under `outbound_per_hour`: the claims of those that ended are
+/// folded, so the store holds a few dozen claim keys at most however many invocations
+/// sent requests (one key each, before folding), and no hour goes over.
+#[test]
+fn outbound_claims_fold_and_stay_few() {
+    let mut sc = Scenario::plain(32 << 20, 8 << 10, false);
+    sc.budget_ms = 300;
+    sc.checkpoint_ms = 100;
+    sc.first_read = u64::MAX;
+    sc.latency = Latency { kv_ms: 1, net_ms: 10 };
+    sc.quotas.outbound_per_hour = Some(100_000);
+    let report = run_scenario(11, &sc, Some(Kills::None)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.outcome, "Done");
+    let sent: u64 = report.sends_by_hour.values().sum();
+    println!("{} invocations, {sent} requests, most outbound claim keys at once {}", report.invocations, report.most_outbound_keys);
+    assert!(report.invocations >= 150, "too few invocations to need folding: {}", report.invocations);
+    assert!(report.most_outbound_keys <= 60, "{} claim keys at once", report.most_outbound_keys);
 }
 
 /// Three instances ticking together send one upload's part ranges side by side: the

@@ -238,6 +238,8 @@ pub struct Report {
     pub sends_by_hour: std::collections::BTreeMap<u64, u64>,
     /// The most key-value writes in any unix second.
     pub most_writes_in_a_second: u64,
+    /// The most outbound quota keys the store held at once.
+    pub most_outbound_keys: usize,
 }
 
 /// The source as the upload names it.
@@ -668,6 +670,7 @@ fn drive(seed: u64, sc: &Scenario, kills: Option<Kills>) -> Result<Report, Strin
     report.duplicate_parts = world.service.borrow().duplicate_parts;
     report.sends_by_hour = world.sends_by_hour.borrow().clone();
     report.most_writes_in_a_second = world.writes_by_second.borrow().values().copied().max().unwrap_or(0);
+    report.most_outbound_keys = world.most_outbound_keys.get();
     report.outcome = outcomes.join(",");
     Ok(report)
 }

@@ -133,6 +133,8 @@ pub struct World {
     pub kv: RefCell<BTreeMap<String, Vec<u8>>>,
     /// Requests the invocations sent, by unix hour (the platform's request quota).
     pub sends_by_hour: RefCell<BTreeMap<u64, u64>>,
+    /// The most outbound quota keys (`vuq/out/`) the store held at once.
+    pub most_outbound_keys: std::cell::Cell<usize>,
     /// Key-value writes the invocations made, by unix second (the write quota).
     pub writes_by_second: RefCell<BTreeMap<u64, u64>>,
     pub sources: RefCell<HashMap<String, SourceFile>>,
@@ -170,6 +172,7 @@ impl World {
             timers: RefCell::new(Vec::new()),
             kv: RefCell::new(BTreeMap::new()),
             sends_by_hour: RefCell::default(),
+            most_outbound_keys: std::cell::Cell::new(0),
             writes_by_second: RefCell::default(),
             sources: RefCell::new(HashMap::new()),
             service: RefCell::new(Service::default()),
@@ -851,6 +854,10 @@ impl Io for SimIo {
                     }
                 }
                 w.kv.borrow_mut().insert(key.to_owned(), value.to_vec());
+                if key.starts_with("vuq/out/") {
+                    let held = w.kv.borrow().range("vuq/out/".to_owned()..).take_while(|(k, _)| k.starts_with("vuq/out/")).count();
+                    w.most_outbound_keys.set(w.most_outbound_keys.get().max(held));
+                }
                 if let Some(up) = checkpoint::id_of_record_key(key).and_then(|_| Upload::decode(value).ok()) {
                     if let (State::Failed, Some(at)) = (up.state(), up.ended_at()) {
                         w.failed_written.borrow_mut().insert((up.id.clone(), at));
