@@ -146,8 +146,10 @@ impl<'a, I: Io> Metered<'a, I> {
                 continue;
             }
             if self.inner.now() >= self.deadline {
-                // Past its life, as its claim's key says: the claim may be final to others.
-                return Err(self.stop("outbound_per_hour", limit, self.inner.unix_now() + 1));
+                // Past its life, as its claim's key says: others may have folded the claim.
+                // Not a quota used up: the invocation is over.
+                self.state.borrow_mut().claiming = false;
+                return Err(IoError::msg("the invocation's time limit is past: no more requests are claimed"));
             }
             let got = self.claim_requests(limit, hour).await;
             self.state.borrow_mut().claiming = false;
