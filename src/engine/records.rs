@@ -118,11 +118,21 @@ pub(crate) async fn remove_keys<I: Io>(io: &I, keys: &[String]) -> Result<(), Er
     Ok(())
 }
 
-/// Writes an upload's record unless it has ended meanwhile (then `Err(Ended)`) or
-/// another invocation failed it while parts were sent (then `Err(Overtaken)`). While
+/// Writes an upload's record unless it has ended meanwhile (then `Err(Ended)`). While
 /// parts are sent, the parts another invocation recorded are merged in first (see
 /// [`Upload::merge_stored`]): several invocations may send one upload's part ranges.
+/// A retry writes over the failed record it started from.
 pub(crate) async fn commit<I: Io>(io: &I, up: &mut Upload) -> Result<(), Error> {
+    write_record(io, up, false).await
+}
+
+/// [`commit`] for an invocation's work, which never started from a failed record: one
+/// found failed was failed by another invocation meanwhile (then `Err(Overtaken)`).
+pub(crate) async fn commit_work<I: Io>(io: &I, up: &mut Upload) -> Result<(), Error> {
+    write_record(io, up, true).await
+}
+
+async fn write_record<I: Io>(io: &I, up: &mut Upload, yield_to_failed: bool) -> Result<(), Error> {
     if let Some(end) = read_end(io, &up.id).await? {
         return Err(Error::Ended(end));
     }
@@ -130,7 +140,7 @@ pub(crate) async fn commit<I: Io>(io: &I, up: &mut Upload) -> Result<(), Error> 
         if let Some(stored) = io.kv_get(&checkpoint::record_key(&up.id)).await.map_err(storage)? {
             // An unreadable record is overwritten, as before merging existed.
             if let Ok(stored) = Upload::decode(&stored) {
-                if stored.state() == State::Failed {
+                if yield_to_failed && stored.state() == State::Failed && up.state() != State::Failed {
                     // Another invocation failed the upload meanwhile (its source refused,
                     // say): a final state no racing write may undo.
                     return Err(Error::Overtaken(Box::new(stored)));

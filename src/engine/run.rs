@@ -2,7 +2,7 @@
 //! saves.
 
 use super::io::Io;
-use super::records::commit;
+use super::records::commit_work;
 use super::records::storage;
 use super::settings::Settings;
 use super::wait::Limits;
@@ -61,7 +61,7 @@ impl<'a, I: Io> Run<'a, I> {
 
     /// Writes the upload's record (the commit point), unless the upload ended meanwhile.
     pub(crate) async fn save(&mut self, up: &mut Upload) -> Result<(), Error> {
-        commit(self.io, up).await?;
+        commit_work(self.io, up).await?;
         self.last_save = self.io.now();
         self.saved = Some(up.clone());
         Ok(())
