@@ -184,5 +184,16 @@ mod tests {
             prop_assert_eq!(&ab, &ba);
             for i in 0..300 { prop_assert_eq!(ab.contains(i), a.contains(&i) || b.contains(&i)); }
         }
+
+        /// A view covers another exactly when it holds every part the other holds.
+        #[test]
+        fn covers_is_a_superset(a in prop::collection::vec(0u64..200, 0..80), b in prop::collection::vec(0u64..200, 0..80)) {
+            let view = |parts: &[u64]| { let mut d = DoneParts::default(); for &i in parts { d.mark(i); } d };
+            let (va, vb) = (view(&a), view(&b));
+            prop_assert_eq!(va.covers(&vb), b.iter().all(|i| a.contains(i)));
+            let mut ab = va.clone();
+            ab.merge(&vb);
+            prop_assert!(ab.covers(&va) && ab.covers(&vb));
+        }
     }
 }
