@@ -192,8 +192,7 @@ impl<'a, I: Io> Metered<'a, I> {
     async fn fold(&self, hour: u64, fold: Fold) -> Result<(), IoError> {
         self.write(&quota::fold_key(hour, fold.upto), fold.value.to_string().as_bytes()).await?;
         for key in fold.covers {
-            self.take_write().await?;
-            self.raw_delete(&key).await?;
+            self.kv_delete(&key).await?;
         }
         Ok(())
     }
