@@ -77,6 +77,7 @@ pub struct RedisServer {
     port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    own_group: bool,
 }
 
 impl RedisServer {
@@ -85,7 +86,18 @@ impl RedisServer {
     pub async fn start(bin: &Path) -> Result<RedisServer> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let dir = tempfile::Builder::new().prefix("redis-").tempdir()?;
-        let mut server = RedisServer { bin: bin.to_owned(), port, dir, child: None };
+        let mut server = RedisServer { bin: bin.to_owned(), port, dir, child: None, own_group: false };
+        server.launch().await?;
+        Ok(server)
+    }
+
+    /// Like [`start`](Self::start), in a process group of its own, so that a Ctrl-C in
+    /// the terminal reaches only its parent, which then stops it (dropping this) when
+    /// it is done with it. For a parent that handles SIGINT, like `host-sim soak`.
+    pub async fn start_own_group(bin: &Path) -> Result<RedisServer> {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let dir = tempfile::Builder::new().prefix("redis-").tempdir()?;
+        let mut server = RedisServer { bin: bin.to_owned(), port, dir, child: None, own_group: true };
         server.launch().await?;
         Ok(server)
     }
@@ -148,7 +160,11 @@ impl RedisServer {
 
     async fn launch(&mut self) -> Result<()> {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("redis.log"))?;
-        let child = Command::new(&self.bin)
+        let mut command = Command::new(&self.bin);
+        if self.own_group {
+            std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        }
+        let child = command
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .arg("--dir")
             .arg(self.dir.path())

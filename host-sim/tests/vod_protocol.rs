@@ -33,6 +33,31 @@ async fn full_multipart_upload_and_inspection() {
 }
 
 #[tokio::test]
+async fn released_bytes_keep_the_file_finished() {
+    let sim = sim().await;
+    let bytes = data(3 * HALF as usize + 7, 2);
+    let sha = sha1_hex(&bytes);
+    let done = upload(sim.addr(), &bytes, HALF).await;
+    let file_id = done.json["fileId"].as_str().unwrap().to_owned();
+    let addr = sim.addr();
+    let release = |id: String| async move { send_raw("DELETE", &format!("http://{addr}/sim/files/{id}/data"), None).await.unwrap() };
+    let released = release(file_id.clone()).await;
+    assert_eq!((released.status, &released.json["released"]["fileId"]), (200, &file_id.as_str().into()), "{released:?}");
+    let (status, gone) = get_json(sim.addr(), &format!("/sim/files/{file_id}")).await;
+    assert_eq!((status, &gone["error"]["code"]), (410, &"released".into()), "{gone}");
+    // The service still knows the file: a client that comes back finds it finished.
+    let again = Call::init(&sha, bytes.len() as u64, HALF).send(sim.addr()).await;
+    assert_eq!((again.code(), &again.json["fileId"]), (2, &file_id.as_str().into()), "{again:?}");
+    let part = Call::part(&sha, 0, &bytes[..HALF as usize]).send(sim.addr()).await;
+    part.refused(vod_uploader::protocol::codes::PARAMS, "already finished");
+    let finish = Call::finish(&sha).send(sim.addr()).await;
+    assert_eq!((finish.code(), &finish.json["fileId"]), (0, &file_id.as_str().into()));
+    assert_eq!(release(file_id).await.status, 200, "releasing twice is fine");
+    assert_eq!(release("1".into()).await.status, 404);
+    assert_eq!(send_raw("POST", &format!("http://{}/sim/files", sim.addr()), None).await.unwrap().status, 405);
+}
+
+#[tokio::test]
 async fn flags_and_tags_are_kept_on_the_session() {
     let sim = sim().await;
     let sha = sha1_hex(b"flags");

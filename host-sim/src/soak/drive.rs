@@ -52,6 +52,11 @@ impl Uploads {
         self.lock().clone()
     }
 
+    /// The entries of `wave`.
+    pub fn wave(&self, wave: u32) -> Vec<Entry> {
+        self.lock().iter().filter(|e| e.wave == wave).cloned().collect()
+    }
+
     /// Ids of the uploads not yet final.
     pub fn open_ids(&self) -> Vec<String> {
         self.lock().iter().filter(|e| !e.is_final()).map(|e| e.id.clone()).collect()

@@ -149,6 +149,11 @@ pub fn sizes(n: usize, max: u64, rng: &mut impl Rng) -> Vec<u64> {
 /// does not start). A soak that runs and fails says so in [`SoakReport::failures`].
 pub async fn run(args: SoakArgs) -> anyhow::Result<SoakReport> {
     let started = Instant::now();
+    // Ctrl-C (SIGINT) ends the run with the figures so far, and the children stopped
+    // and the temporary directories (the simulator's, on tmpfs) removed as on any other
+    // end. Listened to from here on, before any child starts: the children run in
+    // process groups of their own, so the terminal's SIGINT reaches only this process.
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).context("cannot listen for SIGINT")?;
     let deadline = started + Duration::from_secs(args.timeout_secs);
     let bin = match &args.bin {
         Some(bin) => bin.clone(),
@@ -171,7 +176,8 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<SoakReport> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(args.seed);
     let (mut report, mut wave, mut polls) = (SoakReport { min_kills: args.min_kills, ..SoakReport::default() }, 0u32, 0usize);
     let mut last_usage = Instant::now();
-    while !report.timed_out {
+    let mut checked_waves = 0u32;
+    while !report.timed_out && !report.interrupted {
         wave += 1;
         let sources: Vec<(u64, u64)> =
             sizes(args.uploads, if wave == 1 { args.max_mib } else { args.top_up_mib.min(args.max_mib) } * MIB, &mut rng)
@@ -181,7 +187,14 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<SoakReport> {
                 .collect();
         drive::create_wave(&world, &uploads, wave, &sources, args.seed).await?;
         loop {
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = interrupt.recv() => {
+                    eprintln!("soak: interrupted in wave {wave}; reporting what it has so far");
+                    report.interrupted = true;
+                    break;
+                }
+            }
             polls += 1;
             drive::refresh(&world, &uploads, &client, polls).await;
             if last_usage.elapsed() > Duration::from_secs(5) {
@@ -207,15 +220,23 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<SoakReport> {
                 break;
             }
         }
+        if report.interrupted || report.timed_out {
+            break;
+        }
+        // The wave's files are checked now, and their bytes released in the simulator.
+        report::check_files(&world, &uploads.wave(wave), true, &mut report).await?;
+        checked_waves = wave;
         let kills = Kills::from_logs(&world);
         eprintln!(
-            "soak: wave {wave} final after {:.0} s: {} kills in working invocations so far (target {})",
+            "soak: wave {wave} final after {:.0} s: {} kills in working invocations so far (target {}); {} of {} files identical so far",
             started.elapsed().as_secs_f64(),
             kills.working_kills,
-            args.min_kills
+            args.min_kills,
+            report.files_identical,
+            report.uploads
         );
         let restarted = world.redis_restarted && world.vod_killed_at.is_some();
-        if kills.working_kills >= args.min_kills && restarted || wave >= args.max_waves || report.timed_out {
+        if kills.working_kills >= args.min_kills && restarted || wave >= args.max_waves {
             break;
         }
         drive::forget_wave(&world, &uploads, wave).await?;
@@ -239,9 +260,10 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<SoakReport> {
     report.redis_restarted = world.redis_restarted;
     report.vod_restarted = world.vod_killed_at.is_some();
     report.sim = world.sim_total().await?;
-    let entries = uploads.snapshot();
-    report.uploads = entries.len();
-    report::verify(&world, &entries, &report.sim.clone(), &mut report).await?;
+    // A wave the run ended in (a timeout, an interrupt) is checked as it stands.
+    let unchecked: Vec<_> = uploads.snapshot().into_iter().filter(|e| e.wave > checked_waves).collect();
+    report::check_files(&world, &unchecked, false, &mut report).await?;
+    report::check_finishes(&world, &report.sim.clone(), &mut report).await;
     if !report.failures().is_empty() {
         eprintln!("soak: FAILED; the end of each process's log:\n{}", world.log_tails(10));
     }

@@ -80,7 +80,12 @@ impl Proc {
 
     async fn launch(&mut self) -> anyhow::Result<()> {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
-        let mut child = Command::new(&self.bin)
+        let mut command = Command::new(&self.bin);
+        // A group of its own: a Ctrl-C in the terminal reaches only the soak, which
+        // reports and then stops its children (dropping them), rather than children
+        // dying under a soak that still reads their counters.
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let mut child = command
             .args(&self.args)
             .args(["--listen", &self.addr.to_string()])
             .env("RUST_LOG", &self.rust_log)

@@ -6,7 +6,7 @@ use super::usage::{Kills, QuotaCheck};
 use super::world::World;
 use crate::vod::SimStats;
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 /// What a soak reports.
 #[derive(Debug, Clone, Default)]
@@ -56,19 +56,27 @@ pub struct SoakReport {
     pub advances: BTreeMap<u16, u64>,
     /// Whether the overall timeout ended the run (must not).
     pub timed_out: bool,
+    /// Whether an interrupt (Ctrl-C) ended the run: the report is what it had so far.
+    pub interrupted: bool,
+    /// The fileSha of every source checked, with its size.
+    pub source_shas: BTreeMap<String, u64>,
+    /// Copies found identical whose bytes the simulator then released.
+    pub files_released: usize,
     /// Wall time, seconds.
     pub wall_secs: f64,
 }
 
-/// Checks every upload: done, its fileSha the source's, the simulator's copy the
-/// source's bytes; and every source's fileSha finished exactly once.
-pub async fn verify(world: &World, entries: &[Entry], sim: &SimStats, report: &mut SoakReport) -> anyhow::Result<()> {
+/// Checks uploads as their wave ends: each done, its fileSha its source's, the
+/// simulator's copy its source's bytes. With `release`, the bytes of each copy found
+/// identical are then released in the simulator (its record stays): a soak sends
+/// gigabytes, and a simulator on tmpfs holding them all would fill the machine's RAM.
+pub async fn check_files(world: &World, entries: &[Entry], release: bool, report: &mut SoakReport) -> anyhow::Result<()> {
     let client = crate::http::client();
-    let mut expected: HashMap<String, u64> = HashMap::new();
     for e in entries {
         let (size, seed) = (e.size, e.seed);
         let sha = tokio::task::spawn_blocking(move || crate::sample::generated_sha1(size, seed)).await?;
-        expected.insert(sha.clone(), e.size);
+        report.source_shas.insert(sha.clone(), e.size);
+        report.uploads += 1;
         report.source_bytes += e.size;
         if e.last["state"] != "done" {
             report.not_done.push(format!("{} ({} bytes): {}", e.id, e.size, e.last));
@@ -84,7 +92,13 @@ pub async fn verify(world: &World, entries: &[Entry], sim: &SimStats, report: &m
             continue;
         }
         match tokio::time::timeout(super::world::CALL_TIMEOUT * 5, crate::stack::stored_sha1(&client, world.vod.addr, file_id)).await {
-            Ok(Ok(stored)) if stored == (e.size, sha.clone()) => report.files_identical += 1,
+            Ok(Ok(stored)) if stored == (e.size, sha.clone()) => {
+                report.files_identical += 1;
+                if release {
+                    world.release_file(file_id).await?;
+                    report.files_released += 1;
+                }
+            }
             Ok(Ok(stored)) => {
                 report.files_wrong.push(format!("{}: the simulator's {file_id} is {stored:?}, the source ({}, {sha})", e.id, e.size))
             }
@@ -92,8 +106,14 @@ pub async fn verify(world: &World, entries: &[Entry], sim: &SimStats, report: &m
             Err(_) => report.files_wrong.push(format!("{}: reading {file_id} from the simulator took over 5 minutes", e.id)),
         }
     }
-    report.distinct_files = expected.len();
-    for sha in expected.keys() {
+    Ok(())
+}
+
+/// Checks, at the end, that the simulator finished every source's fileSha exactly once
+/// and nothing else, by its counters over all its runs.
+pub async fn check_finishes(world: &World, sim: &SimStats, report: &mut SoakReport) {
+    report.distinct_files = report.source_shas.len();
+    for sha in report.source_shas.keys() {
         match sim.finishes.get(sha).copied().unwrap_or(0) {
             1 => report.finished_once += 1,
             0 if finished_at_kill(world, sha).await => {
@@ -104,11 +124,10 @@ pub async fn verify(world: &World, entries: &[Entry], sim: &SimStats, report: &m
         }
     }
     for (sha, n) in &sim.finishes {
-        if !expected.contains_key(sha) {
+        if !report.source_shas.contains_key(sha) {
             report.finish_problems.push(format!("{sha} finished {n} times but is no source of the soak"));
         }
     }
-    Ok(())
 }
 
 /// Whether the simulator holds `sha` as a file made within a second of its kill: its
@@ -129,6 +148,7 @@ impl SoakReport {
             }
         };
         must(!self.timed_out, "the overall timeout ended the run".into());
+        must(!self.interrupted, "interrupted: these are the figures so far".into());
         must(self.uploads_done == self.uploads, format!("{} of {} uploads done: {:?}", self.uploads_done, self.uploads, self.not_done));
         must(
             self.files_identical == self.uploads,
@@ -170,7 +190,10 @@ impl SoakReport {
             ),
             format!("invocations: {} ({} working; host counters: {})", k.invocations, k.working_invocations, self.host_invocations),
             format!("uploads done: {} of {}", self.uploads_done, self.uploads),
-            format!("files byte-identical to their sources: {} of {}", self.files_identical, self.uploads),
+            format!(
+                "files byte-identical to their sources: {} of {} (then released in the simulator: {})",
+                self.files_identical, self.uploads, self.files_released
+            ),
             format!(
                 "fileShas finished exactly once: {} of {} ({} of them at the simulator's kill)",
                 self.finished_once, self.distinct_files, self.finished_at_kill
@@ -208,7 +231,7 @@ impl SoakReport {
             "kvWritesPerSecond": q(&self.kv_quota), "outboundPerHour": q(&self.outbound_quota),
             "redisRestarted": self.redis_restarted, "vodRestarted": self.vod_restarted,
             "advances": self.advances.iter().map(|(s, n)| (s.to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
-            "timedOut": self.timed_out, "wallSecs": self.wall_secs, "failures": self.failures(),
+            "timedOut": self.timed_out, "interrupted": self.interrupted, "filesReleased": self.files_released, "wallSecs": self.wall_secs, "failures": self.failures(),
         })
     }
 }

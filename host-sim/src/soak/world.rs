@@ -55,9 +55,16 @@ impl World {
         let dir = tempfile::Builder::new().prefix("soak-").tempdir()?;
         let shm = Path::new("/dev/shm");
         // The simulator's data on tmpfs when there is one: gigabytes of parts, written
-        // and hashed again at FinishUpload, would otherwise measure the disk.
-        let sim_dir = if shm.is_dir() { tempfile::tempdir_in(shm)? } else { tempfile::tempdir()? };
-        let redis = RedisServer::start(redis_bin).await?;
+        // and hashed again at FinishUpload, would otherwise measure the disk. Its name
+        // carries this process's id, so that a later soak removes what a soak killed
+        // before its cleanup left there (RAM that nothing else would give back).
+        let sim_dir = if shm.is_dir() {
+            remove_orphans(shm);
+            tempfile::Builder::new().prefix(&format!("{SIM_DIR_PREFIX}{}-", std::process::id())).tempdir_in(shm)?
+        } else {
+            tempfile::tempdir()?
+        };
+        let redis = RedisServer::start_own_group(redis_bin).await?;
         let rc = dir.path().join("runtime-config.toml");
         redis.write_runtime_config(&rc)?;
         let mut vod_args: Vec<String> = ["vod", "--data"].map(String::from).to_vec();
@@ -135,6 +142,16 @@ impl World {
         self.vod.restart().await
     }
 
+    /// Releases the bytes of a finished file the soak checked (the simulator keeps its
+    /// record, and answers for its fileSha as before).
+    pub async fn release_file(&self, file_id: &str) -> anyhow::Result<()> {
+        let url = format!("http://{}/sim/files/{file_id}/data", self.vod.addr);
+        let call = http::api_call(&self.client, self.vod.addr, "DELETE", url_path(&url), "", None);
+        let (status, v) = tokio::time::timeout(CALL_TIMEOUT, call).await.with_context(|| format!("DELETE {url}: no answer"))??;
+        anyhow::ensure!(status == 200, "DELETE {url} answered {status}: {v}");
+        Ok(())
+    }
+
     /// Restarts Redis on its port and data (its append-only file is the store).
     pub async fn restart_redis(&mut self) -> anyhow::Result<()> {
         self.redis.restart().await?;
@@ -154,6 +171,30 @@ impl World {
             out.push_str(&format!("---- {} ({}) ----\n{}\n", p.name, p.log.display(), tail(&p.log_text(), n)));
         }
         out
+    }
+}
+
+/// The start of the name of a soak's simulator directory on tmpfs, before the id of
+/// the process that made it.
+const SIM_DIR_PREFIX: &str = "host-sim-soak-";
+
+/// Removes the simulator directories in `dir` whose soak process is gone (killed, so
+/// its cleanup never ran).
+fn remove_orphans(dir: &Path) {
+    // Without /proc, whether a process lives is not known here: remove nothing.
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(SIM_DIR_PREFIX)).and_then(|rest| rest.split('-').next()) else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+            eprintln!("soak: removing {}, left by soak process {pid}, which is gone", entry.path().display());
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 

@@ -520,18 +520,31 @@ async fn finish(state: &Arc<State>, q: &Query) -> Result<Value, Reject> {
 /// Inspection endpoints for tests and users, outside the protocol's paths.
 async fn inspect(state: &State, method: &Method, path: &str) -> Response<Body> {
     let not_found = |what: String| http::json(StatusCode::NOT_FOUND, &json!({"error": {"code": "not_found", "message": what}}));
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    // One write among the inspection endpoints: a caller that checked a file's bytes
+    // gives their room back (the record stays; see `Store::release_data`).
+    if let (&Method::DELETE, ["sim", "files", id, "data"]) = (method, segments.as_slice()) {
+        return match state.store.release_data(id) {
+            Ok(Some(file)) => http::json(StatusCode::OK, &json!({ "released": file })),
+            Ok(None) => not_found(format!("no finished file with fileId {id}")),
+            Err(e) => http::json(StatusCode::INTERNAL_SERVER_ERROR, &json!({"error": {"code": "storage", "message": e.to_string()}})),
+        };
+    }
     if method != Method::GET {
         return http::json(
             StatusCode::METHOD_NOT_ALLOWED,
-            &json!({"error": {"code": "method_not_allowed", "message": "inspection endpoints are GET only"}}),
+            &json!({"error": {"code": "method_not_allowed", "message": "inspection endpoints are GET only, but for DELETE /sim/files/{fileId}/data"}}),
         );
     }
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let result: Result<Response<Body>, Reject> = (|| match segments.as_slice() {
         ["sim", "files"] => Ok(http::json(StatusCode::OK, &json!({ "files": state.store.files()? }))),
         ["sim", "stats"] => Ok(http::json(StatusCode::OK, &state.counters.to_json())),
         ["sim", "files", id] => Ok(match state.store.file_by_id(id)? {
-            Some(file) => http::file(state.store.data_path(&file.file_sha), file.file_size),
+            Some(file) if state.store.holds_data(&file) => http::file(state.store.data_path(&file.file_sha), file.file_size),
+            Some(file) => http::json(
+                StatusCode::GONE,
+                &json!({"error": {"code": "released", "message": format!("the bytes of fileId {} were released (DELETE /sim/files/{}/data); its record stays", file.file_id, file.file_id)}}),
+            ),
             None => not_found(format!("no finished file with fileId {id}")),
         }),
         ["sim", "sessions", sha] => {

@@ -289,6 +289,26 @@ impl Store {
         })
     }
 
+    /// Removes the bytes of a finished file and keeps its record, so the service still
+    /// answers for its fileSha as for a finished file (InitUpload code 2, FinishUpload
+    /// its fileId, UploadPart refused). For callers that checked the bytes and need the
+    /// room back, such as a soak that sends gigabytes to a simulator on tmpfs. Returns
+    /// the file, `None` when no finished file has this fileId; removing bytes already
+    /// removed is not an error.
+    pub fn release_data(&self, file_id: &str) -> Result<Option<FileRecord>> {
+        let Some(file) = self.file_by_id(file_id)? else { return Ok(None) };
+        match fs::remove_file(self.data_path(&file.file_sha)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
+        Ok(Some(file))
+    }
+
+    /// Whether the bytes of a finished file are all still held (not released).
+    pub fn holds_data(&self, file: &FileRecord) -> bool {
+        fs::metadata(self.data_path(&file.file_sha)).is_ok_and(|m| m.len() >= file.file_size)
+    }
+
     /// The finished file with this SHA-1.
     pub fn file_by_sha(&self, file_sha: &str) -> Result<Option<FileRecord>> {
         Ok(self.conn().query_row(&format!("SELECT {FILE_COLUMNS} FROM files WHERE file_sha = ?1"), [file_sha], file_from_row).optional()?)
@@ -370,6 +390,12 @@ mod tests {
         assert!(store.parts(&s.file_sha).unwrap().is_empty());
         assert_eq!(store.file_by_sha(&s.file_sha).unwrap(), Some(f.clone()));
         assert_eq!(store.file_by_id("123").unwrap(), Some(f.clone()));
-        assert_eq!(store.files().unwrap(), vec![f]);
+        assert_eq!(store.files().unwrap(), vec![f.clone()]);
+        assert!(store.holds_data(&f));
+        assert_eq!(store.release_data("123").unwrap(), Some(f.clone()));
+        assert!(!store.holds_data(&f), "released");
+        assert_eq!(store.release_data("123").unwrap(), Some(f.clone()), "twice is fine");
+        assert_eq!(store.release_data("124").unwrap(), None);
+        assert_eq!(store.file_by_sha(&s.file_sha).unwrap(), Some(f), "the record stays");
     }
 }
