@@ -4,6 +4,8 @@
 CARGO ?= cargo
 WASM_TARGET := wasm32-wasip1
 WASM := target/$(WASM_TARGET)/release/vod_uploader.wasm
+# The command-line uploader, a command component (`make wasm`).
+CLI_WASM := target/vod-upload.wasm
 
 .PHONY: setup wasm demo test bench bench-vod clean
 
@@ -34,13 +36,18 @@ setup:
 	fi
 
 # The Spin component, exactly as spin.toml's build command makes it; then the hashing
-# harness (the core without the component; its own build, so features do not unify).
+# harness (the core without the component; its own build, so features do not unify);
+# then the command-line uploader, without the Spin component, made a command component
+# with wasmtime 48's preview1 command adapter (`wasmtime run -S http` runs components
+# only): $(CLI_WASM).
 wasm: setup
 	@WASM_PATH=$$(cat target/.wasm-path); \
 	if [ -n "$$WASM_PATH" ]; then export PATH="$$WASM_PATH:$$PATH"; fi; \
 	$(CARGO) build --target $(WASM_TARGET) --release -p vod-uploader && \
-	$(CARGO) build --target $(WASM_TARGET) --release -p hashbench
-	@ls -l $(WASM)
+	$(CARGO) build --target $(WASM_TARGET) --release -p hashbench && \
+	$(CARGO) build --target $(WASM_TARGET) --release -p vod-uploader --no-default-features --features cli --bin vod-upload
+	$(CARGO) run --quiet -p componentize -- --command target/$(WASM_TARGET)/release/vod-upload.wasm $(CLI_WASM)
+	@ls -l $(WASM) $(CLI_WASM)
 
 # The main job on embedded defaults.
 demo: wasm

@@ -16,12 +16,15 @@
 //! - [`quota`]: platform quotas shared by every instance, kept by claims in the store;
 //! - [`engine`]: the I/O, sequenced over an [`engine::Io`] trait;
 //! - [`api`]: the HTTP API; [`log`]: one JSON line per invocation; `component` (wasm32
-//!   only): the Spin adapter.
+//!   only): the Spin adapter;
+//! - [`cli`]: the command-line uploader (`vod-upload.wasm`, run by `wasmtime run`): its
+//!   arguments, its checkpoint directory, and (wasm32 only) its WASI adapter.
 
 #![warn(missing_docs)]
 
 pub mod api;
 pub mod checkpoint;
+pub mod cli;
 #[cfg(all(target_arch = "wasm32", feature = "component"))]
 mod component;
 pub mod engine;
@@ -40,3 +43,5 @@ pub mod quota;
 pub mod sign;
 pub mod source;
 pub mod upload;
+#[cfg(all(target_arch = "wasm32", any(feature = "component", feature = "cli")))]
+mod wasi_platform;

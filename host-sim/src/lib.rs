@@ -45,6 +45,7 @@ pub mod up;
 pub mod uploader_bench;
 pub mod vod;
 pub mod vod_bench;
+pub mod wasmtime_run;
 
 /// Sets up logging to stderr (`RUST_LOG` overrides `default`).
 pub fn init_logging(default: &str) {

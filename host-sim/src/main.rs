@@ -36,6 +36,8 @@ enum Command {
     Soak(host_sim::soak::SoakArgs),
     /// Receive the component's completion webhooks, check their signatures, print one JSON line each.
     Hooks(host_sim::hooks_cli::HooksArgs),
+    /// Run a command component as `wasmtime run` (wasmtime 48's CLI) does: -S http, --dir HOST::GUEST, --env NAME[=VAL]; exits with the program's code.
+    WasmtimeRun(host_sim::wasmtime_run::RunArgs),
 }
 
 #[derive(clap::Args)]
@@ -307,6 +309,15 @@ async fn main() -> std::process::ExitCode {
     } else {
         "warn,wasmtime_wasi_http=error,host_sim::up=error"
     });
+    if let Command::WasmtimeRun(args) = cli.command {
+        return match host_sim::wasmtime_run::run(args).await {
+            Ok(code) => std::process::ExitCode::from(code.clamp(0, 255) as u8),
+            Err(e) => {
+                eprintln!("Error: {e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let result = match cli.command {
         Command::Vod(args) => run_vod(args).await,
         Command::Sign(args) => {
@@ -326,6 +337,7 @@ async fn main() -> std::process::ExitCode {
         Command::Files(args) => run_files(args).await,
         Command::Hooks(args) => host_sim::hooks_cli::run(args).await,
         Command::Soak(args) => run_soak(args).await,
+        Command::WasmtimeRun(_) => unreachable!("run above"),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -85,7 +85,7 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     };
     let spin = SpinIo { store };
     let io = Metered::new(&spin, config.settings.quotas, config.settings.signer.endpoint.url(), config.settings.time_limit());
-    let body = SpinBody { _response: None, stream: Box::pin(req.into_body_stream()) };
+    let body = SpinBody { stream: Box::pin(req.into_body_stream()) };
     let route = log::route(&method, &path);
     let api_req = ApiRequest { method, path, query, headers, body };
     let (response, after) = api::handle_then(&io, &config, api_req, started).await;

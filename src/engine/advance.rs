@@ -81,7 +81,7 @@ async fn work_on<I: Io>(
         memory: None,
         chunks: HashMap::new(),
         progressed: false,
-        owner: format!("{a:08x}{b:08x}"),
+        owner: settings.lease_owner.clone().unwrap_or_else(|| format!("{a:08x}{b:08x}")),
         seed: (a as u64) << 32 | b as u64,
         lease_until_ms: io.unix_millis() + left.as_millis() as u64 + lease::SLACK_MS,
         held: Vec::new(),

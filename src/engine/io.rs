@@ -23,6 +23,29 @@ pub struct HttpRequest {
     pub timeout: Option<Duration>,
 }
 
+impl HttpRequest {
+    /// The URL's scheme (`http` or `https`, lower-case), authority, and path with query
+    /// (starting with `/`), as an HTTP client's request head wants them.
+    pub fn url_parts(&self) -> Result<(&'static str, &str, String), String> {
+        let url = self.url.as_str();
+        let (scheme, rest) = url.split_once("://").ok_or_else(|| format!("not an absolute URL: {url}"))?;
+        let scheme = match scheme.to_ascii_lowercase().as_str() {
+            "http" => "http",
+            "https" => "https",
+            other => return Err(format!("unsupported URL scheme {other:?}")),
+        };
+        let at = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let (authority, path) = rest.split_at(at);
+        if authority.is_empty() {
+            return Err(format!("no host in {url}"));
+        }
+        // A fragment is the client's, never sent.
+        let path = path.split('#').next().unwrap_or_default();
+        let path = if path.starts_with('/') { path.to_owned() } else { format!("/{path}") };
+        Ok((scheme, authority, path))
+    }
+}
+
 /// An HTTP response whose body is read as a stream.
 pub struct HttpResponse<B> {
     /// Status code.
@@ -167,5 +190,28 @@ pub mod local {
         let mut buf = Vec::with_capacity(len);
         file.take(len as u64).read_to_end(&mut buf)?;
         Ok(buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HttpRequest;
+
+    fn parts(url: &str) -> Result<(&'static str, String, String), String> {
+        let request = HttpRequest { method: "GET", url: url.into(), headers: vec![], body: Default::default(), timeout: None };
+        request.url_parts().map(|(s, a, p)| (s, a.to_owned(), p))
+    }
+
+    #[test]
+    fn urls_split_into_scheme_authority_and_path() {
+        let at = |s: &'static str, a: &str, p: &str| Ok((s, a.to_owned(), p.to_owned()));
+        assert_eq!(
+            parts("https://vod.example.com:8443/v2/index.php?Action=InitUpload"),
+            at("https", "vod.example.com:8443", "/v2/index.php?Action=InitUpload")
+        );
+        assert_eq!(parts("HTTP://h?x=1"), at("http", "h", "/?x=1"));
+        assert_eq!(parts("http://h"), at("http", "h", "/"));
+        assert_eq!(parts("http://h/a#frag"), at("http", "h", "/a"));
+        assert!(parts("ftp://h/").is_err() && parts("/relative").is_err() && parts("http:///x").is_err());
     }
 }

@@ -39,6 +39,12 @@ pub struct Settings {
     /// [`crate::lease`]): longer than the store's round trip, so that of invocations
     /// taking one lease together only the last writer keeps it.
     pub lease_settle: Duration,
+    /// The owner every lease of this process is taken as, when it is not random per
+    /// invocation: a program that alone uses its store across runs (the command-line
+    /// uploader's checkpoint directory) takes back at once the leases a killed run of it
+    /// left, instead of waiting for them to expire. Two such programs on one store at
+    /// once then share leases: their work is duplicated, never wrong.
+    pub lease_owner: Option<String>,
     /// Bytes of parts per lease of the upload pass (see [`crate::lease::Ranges`]).
     pub range_bytes: u64,
     /// Where completion events go (`None`: nowhere).
@@ -70,6 +76,7 @@ impl Settings {
             retention_secs: 168 * 3600,
             range_bytes: crate::lease::RANGE_BYTES,
             lease_settle: Duration::from_millis(50),
+            lease_owner: None,
             quotas: crate::quota::Quotas::default(),
             notify: None,
             s3: None,

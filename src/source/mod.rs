@@ -164,10 +164,14 @@ impl Source {
         if text.get(..5).is_some_and(|s| s.eq_ignore_ascii_case("s3://")) {
             return Source::parse_s3(text, policy);
         }
-        if text.chars().any(char::is_control) || text.contains(' ') {
-            return Err(SourceError::Invalid("source must not contain spaces or control characters".into()));
+        if text.chars().any(char::is_control) {
+            return Err(SourceError::Invalid("source must not contain control characters".into()));
         }
         if let Some((scheme, rest)) = text.split_once("://") {
+            // A path may hold spaces ("My Clip.mp4"); a URL holds them percent-encoded.
+            if text.contains(' ') {
+                return Err(SourceError::Invalid("a source URL must not contain spaces (write them as %20)".into()));
+            }
             if rest.split(['/', '?', '#']).next().is_some_and(|authority| authority.contains('@')) {
                 return Err(SourceError::Invalid(
                     "source URL must not carry a user name or password (user:password@host): use a presigned URL".into(),

@@ -13,16 +13,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 /// Turns a wasm32-wasip1 library module (a Spin component) into a component, with the
 /// preview1 reactor adapter as Spin does (a component is used as is).
 pub fn componentize(bytes: &[u8]) -> Result<Vec<u8>> {
-    componentize_with(bytes, wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER)
-}
-
-/// Turns a wasm32-wasip1 module into a component with the given preview1 adapter: the
-/// reactor one for libraries, the command one for programs with `fn main`.
-pub fn componentize_with(bytes: &[u8], adapter: &[u8]) -> Result<Vec<u8>> {
-    if bytes.get(4..8) != Some(&[1, 0, 0, 0]) {
-        return Ok(bytes.to_vec());
-    }
-    wit_component::ComponentEncoder::default().validate(true).module(bytes)?.adapter("wasi_snapshot_preview1", adapter)?.encode()
+    componentize::componentize(bytes, componentize::Adapter::Reactor)
 }
 
 /// Advances `engine`'s epoch every 10 ms: guest code yields at each tick (see
@@ -93,8 +84,7 @@ pub async fn run_command(wasm: &[u8], args: &[String]) -> Result<Vec<u8>> {
         }
     }
     let engine = engine()?;
-    let adapter = wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER;
-    let component = Component::new(&engine, componentize_with(wasm, adapter)?)?;
+    let component = Component::new(&engine, componentize::componentize(wasm, componentize::Adapter::Command)?)?;
     let mut linker: Linker<State> = Linker::new(&engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     let stdout = wasmtime_wasi::p2::pipe::MemoryOutputPipe::new(1 << 20);
