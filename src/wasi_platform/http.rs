@@ -18,14 +18,16 @@ use wasi::io::streams::{InputStream, StreamError};
 const READ_CHUNK: u64 = 256 * 1024;
 
 /// Waits until `pollable` is ready, on spin-executor's loop: other futures (other
-/// parts) go on meanwhile.
+/// parts) go on meanwhile. It may also return early: the executor polls the whole task
+/// again whenever any of its pollables is ready, and this returns on that poll. Every
+/// caller checks again what it waited for (a stream's room or bytes, a response, the
+/// clock) and waits again.
 async fn ready(pollable: Pollable) {
     let mut registered: Option<spin_executor::CancelOnDropToken> = None;
     let mut pollable = Some(pollable);
     std::future::poll_fn(|cx| match pollable.take() {
         Some(p) if !p.ready() => {
-            // The executor polls it and wakes this future; the token cancels the
-            // registration if this future is dropped first.
+            // The token cancels the registration if this future is dropped first.
             registered = Some(spin_executor::push_waker_and_get_token(p, cx.waker().clone()).into());
             Poll::Pending
         }
@@ -35,11 +37,13 @@ async fn ready(pollable: Pollable) {
     drop(registered);
 }
 
-/// Waits `duration` on the monotonic clock.
+/// Waits `duration` on the monotonic clock: until its deadline, whatever wakes it
+/// before.
 pub(crate) async fn sleep(duration: Duration) {
     let nanos = duration.as_nanos().min(u64::MAX as u128) as u64;
-    if nanos > 0 {
-        ready(monotonic_clock::subscribe_duration(nanos)).await;
+    let deadline = monotonic_clock::now().saturating_add(nanos);
+    while monotonic_clock::now() < deadline {
+        ready(monotonic_clock::subscribe_instant(deadline)).await;
     }
 }
 
