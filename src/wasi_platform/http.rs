@@ -122,7 +122,12 @@ pub(crate) async fn send(request: HttpRequest) -> Result<HttpResponse<WasiBody>,
     outgoing.set_scheme(Some(&scheme)).map_err(|()| refused("scheme"))?;
     outgoing.set_authority(Some(authority)).map_err(|()| refused("authority"))?;
     outgoing.set_path_with_query(Some(&path)).map_err(|()| refused("path"))?;
-    let body = outgoing.body().map_err(|()| IoError::msg("the request body was already taken"))?;
+    // A request without a body (GET) never takes its body: the host then sends none
+    // (no chunked encoding of nothing, which some servers refuse on a GET).
+    let body = match request.body.is_empty() {
+        true => None,
+        false => Some(outgoing.body().map_err(|()| IoError::msg("the request body was already taken"))?),
+    };
     let options = request.timeout.map(|t| {
         let options = RequestOptions::new();
         let nanos = t.as_nanos().min(u64::MAX as u128) as u64;
@@ -143,7 +148,13 @@ pub(crate) async fn send(request: HttpRequest) -> Result<HttpResponse<WasiBody>,
             }
         }
     };
-    let (response, written) = futures_util::future::join(answer, write_body(body, &request.body)).await;
+    let written = async {
+        match body {
+            Some(body) => write_body(body, &request.body).await,
+            None => Ok(()),
+        }
+    };
+    let (response, written) = futures_util::future::join(answer, written).await;
     let response = response?;
     // A server may answer before it took the whole body (a refusal): the answer counts.
     if let Err(e) = written {
