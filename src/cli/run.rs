@@ -308,6 +308,7 @@ async fn upload<I: Io>(io: &I, settings: &Settings, inv: &Invocation, args: &Upl
     }
     let rate = Rate { started: io.now(), first: (up.hashed_bytes(), up.uploaded_bytes()) };
     let mut errors_in_a_row = 0u32;
+    let mut last = (up.hashed_bytes(), up.uploaded_bytes());
     loop {
         let started = io.now();
         let up = match engine::advance(io, settings, &id, started).await {
@@ -352,6 +353,13 @@ async fn upload<I: Io>(io: &I, settings: &Settings, inv: &Invocation, args: &Upl
         } else {
             term.say(&format!("upload {id}: {line}"));
         }
+        // No progress and nothing to wait for: another process holds the work (its
+        // lease), so ask again in a while rather than at once.
+        let now = (up.hashed_bytes(), up.uploaded_bytes());
+        if now == last && up.retry_after().is_none() {
+            io.sleep(Duration::from_millis(500)).await;
+        }
+        last = now;
         if let (Some(at), Some(error)) = (up.retry_after(), up.error()) {
             let wait = at.saturating_sub(io.unix_now());
             if wait > inv.max_wait_secs {
