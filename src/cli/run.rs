@@ -99,6 +99,12 @@ pub async fn run<I: Io>(io: &I, inv: &Invocation, env: &Env, owner: &str, term: 
     }
 }
 
+/// The answer about an id the checkpoint directory does not hold.
+fn no_upload(term: &mut Terminal<'_>, id: &str) -> Exit {
+    term.say(&format!("error: no upload {id} in this checkpoint directory (see list)"));
+    Exit::Usage
+}
+
 /// Says what went wrong and returns the exit that goes with it.
 fn failed(term: &mut Terminal<'_>, what: &str, e: &Error) -> Exit {
     term.say(&format!("error: {what}: {} ({})", e, e.code()));
@@ -111,16 +117,12 @@ async fn list<I: Io>(io: &I, inv: &Invocation, term: &mut Terminal<'_>) -> Exit 
         Err(e) => return failed(term, "cannot read the checkpoint directory", &e),
     };
     for up in &listing.uploads {
+        let status = upload::status(up);
         if inv.json {
-            term.result(&upload::status(up));
+            term.result(&status);
         } else {
-            let line = format!(
-                "{}  {:<10} {}  {}",
-                up.id,
-                state_name(up),
-                progress_words(up),
-                upload::status(up)["source"].as_str().unwrap_or("")
-            );
+            let (state, source) = (status["state"].as_str().unwrap_or("?"), status["source"].as_str().unwrap_or(""));
+            let line = format!("{}  {state:<10} {}  {source}", up.id, progress_words(up));
             let _ = writeln!(term.out, "{line}");
         }
     }
@@ -147,10 +149,7 @@ async fn status<I: Io>(io: &I, id: Option<&str>, term: &mut Terminal<'_>) -> Exi
             term.result(&upload::status(&up));
             Exit::Ok
         }
-        Ok(None) => {
-            term.say(&format!("error: no upload {id} in this checkpoint directory (see list)"));
-            Exit::Usage
-        }
+        Ok(None) => no_upload(term, id),
         Err(e) => failed(term, &format!("cannot read upload {id}"), &e),
     }
 }
@@ -163,16 +162,9 @@ async fn cancel<I: Io>(io: &I, id: &str, term: &mut Terminal<'_>) -> Exit {
             term.result(&upload::status(&up));
             Exit::Ok
         }
-        Ok(None) => {
-            term.say(&format!("error: no upload {id} in this checkpoint directory (see list)"));
-            Exit::Usage
-        }
+        Ok(None) => no_upload(term, id),
         Err(e) => failed(term, &format!("cannot cancel upload {id}"), &e),
     }
-}
-
-fn state_name(up: &Upload) -> String {
-    upload::status(up)["state"].as_str().unwrap_or("?").to_owned()
 }
 
 /// `hashed 1.2 of 4.0 GiB, uploaded 0 B`.
