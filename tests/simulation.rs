@@ -289,3 +289,76 @@ fn three_instances_share_one_upload_pass() {
     assert!(three.duplicate_bytes * 20 <= size as u64, "{} bytes sent twice, over 5% of {size}", three.duplicate_bytes);
     assert_eq!(one.duplicate_bytes, 0);
 }
+
+/// Seeded cases of the command-line uploader (`vod-upload upload`): run again and
+/// again until it exits 0, killed at random instants, sometimes two runs at once on
+/// one checkpoint directory, with service faults and a source changed between runs.
+#[test]
+fn the_command_line_uploader_run_until_done() {
+    use sim::cli::{run_cli, CliCase};
+    use sim::world::Rng;
+    let (mut runs, mut kills, mut reads) = (0, 0, 0);
+    let mut exits = std::collections::BTreeMap::new();
+    for seed in 0..CLI_SEEDS {
+        let case = CliCase::generate(&mut Rng::new(seed));
+        let kills_of = if case.kill_rate > 0.0 { Kills::Random(case.kill_rate) } else { Kills::None };
+        match run_cli(seed, &case, kills_of) {
+            Ok(report) => {
+                runs += report.runs;
+                kills += report.kills;
+                reads += report.hashing_reads;
+                for (code, n) in report.exits {
+                    *exits.entry(code).or_insert(0) += n;
+                }
+            }
+            Err(e) => panic!("seed {seed}: {e}\nreplay: SIM_SEED={seed} cargo test --test simulation replay_cli -- --nocapture"),
+        }
+    }
+    println!("{CLI_SEEDS} cases: {runs} runs, {kills} killed, exits {exits:?}, {reads} hashing reads checked");
+    assert!(kills >= CLI_SEEDS / 2, "too few kills: {kills}");
+    assert!(exits.contains_key(&75) && exits.contains_key(&3), "no run exited 75 (retry later) or 3 (source changed): {exits:?}");
+}
+
+/// Cases of [`the_command_line_uploader_run_until_done`].
+const CLI_SEEDS: u64 = 300;
+
+/// Replays one command-line case (`SIM_SEED`).
+#[test]
+fn replay_cli() {
+    let Ok(seed) = std::env::var("SIM_SEED") else { return };
+    let seed: u64 = seed.parse().expect("SIM_SEED is a number");
+    let case = sim::cli::CliCase::generate(&mut sim::world::Rng::new(seed));
+    let kills = if case.kill_rate > 0.0 { Kills::Random(case.kill_rate) } else { Kills::None };
+    match sim::cli::run_cli(seed, &case, kills) {
+        Ok(report) => println!("seed {seed}: {report:?}"),
+        Err(problem) => panic!("seed {seed}: {problem}"),
+    }
+}
+
+/// The command-line uploader killed at each of its I/O calls in turn (before and after
+/// a write takes effect), then run again until it exits 0: a byte, one part and one,
+/// locally and from a URL.
+#[test]
+fn the_command_line_uploader_killed_at_every_io_call() {
+    use sim::cli::{run_cli, CliCase};
+    let cases = [CliCase::small(1, true), CliCase::small((1 << 20) + 1, true), CliCase::small((1 << 20) + 1, false)];
+    let mut runs = 0;
+    let mut failures = Vec::new();
+    for (i, case) in cases.iter().enumerate() {
+        let seed = 70_000 + i as u64;
+        let calls = run_cli(seed, case, Kills::None).unwrap_or_else(|e| panic!("case {i} without kills: {e}")).io_calls;
+        assert!(calls >= 10, "case {i}: only {calls} calls");
+        for k in 0..calls {
+            for when in [KillWhen::Before, KillWhen::After] {
+                runs += 1;
+                match run_cli(seed, case, Kills::At(k, when)) {
+                    Ok(report) if report.kills != 1 => failures.push(format!("case {i} at call {k} {when:?}: {} kills", report.kills)),
+                    Ok(_) => {}
+                    Err(e) => failures.push(format!("case {i} ({case:?}) killed at call {k} {when:?}: {e}")),
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} of {runs} runs failed:\n{}", failures.len(), failures[..failures.len().min(3)].join("\n\n"));
+    println!("{runs} runs, each killed at one call");
+}

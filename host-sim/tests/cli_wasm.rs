@@ -30,10 +30,23 @@ fn cli_wasm() -> PathBuf {
 }
 
 /// `host-sim wasmtime-run -S http --dir DIR::/data [--env ...] vod-upload.wasm ARGS`,
-/// with the simulator's credentials unless `credentials` is false.
+/// with the simulator's credentials unless `credentials` is false. With `VOD_WASMTIME`
+/// set to a `wasmtime` 48 CLI (`make wasmtime-cli` builds one), that CLI's `run`
+/// instead, with the same arguments: the tests then run on the real command line.
 fn command(dir: &Path, vod: SocketAddr, credentials: bool, args: &[&str]) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_host-sim"));
-    cmd.args(["wasmtime-run", "-S", "http", "--dir", &format!("{}::/data", dir.display())]);
+    let mut cmd = match std::env::var_os("VOD_WASMTIME") {
+        Some(wasmtime) => {
+            let mut cmd = tokio::process::Command::new(wasmtime);
+            cmd.arg("run");
+            cmd
+        }
+        None => {
+            let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_host-sim"));
+            cmd.arg("wasmtime-run");
+            cmd
+        }
+    };
+    cmd.args(["-S", "http", "--dir", &format!("{}::/data", dir.display())]);
     if credentials {
         cmd.args(["--env", &format!("VOD_SECRET_ID={DEV_SECRET_ID}"), "--env", &format!("VOD_SECRET_KEY={DEV_SECRET_KEY}")]);
     }

@@ -78,9 +78,27 @@ pub fn settings(env: &Env, inv: &Invocation) -> Result<Settings, String> {
     Ok(settings)
 }
 
-/// Runs one command; `owner` is the checkpoint directory's own lease owner (see
-/// [`Settings::lease_owner`]).
-pub async fn run<I: Io>(io: &I, inv: &Invocation, env: &Env, owner: &str, term: &mut Terminal<'_>) -> Exit {
+/// Where the checkpoint directory keeps its lease owner.
+pub const OWNER_KEY: &str = "vod-upload/owner";
+
+/// The lease owner of a checkpoint directory (see [`Settings::lease_owner`]): made by
+/// the first upload, kept in the directory, so that a run takes back at once what a
+/// killed run before it held.
+pub async fn lease_owner<I: Io>(io: &I) -> Result<String, engine::IoError> {
+    if let Some(bytes) = io.kv_get(OWNER_KEY).await? {
+        if let Ok(owner) = String::from_utf8(bytes) {
+            if !owner.is_empty() {
+                return Ok(owner);
+            }
+        }
+    }
+    let owner = format!("cli-{:08x}{:08x}", io.random(), io.random());
+    io.kv_set(OWNER_KEY, owner.as_bytes()).await?;
+    Ok(owner)
+}
+
+/// Runs one command.
+pub async fn run<I: Io>(io: &I, inv: &Invocation, env: &Env, term: &mut Terminal<'_>) -> Exit {
     match &inv.command {
         Command::Help | Command::Version => Exit::Ok,
         Command::List => list(io, inv, term).await,
@@ -91,10 +109,16 @@ pub async fn run<I: Io>(io: &I, inv: &Invocation, env: &Env, owner: &str, term: 
                 term.say(&format!("error: {problem}"));
                 Exit::Config
             }
-            Ok(mut settings) => {
-                settings.lease_owner = Some(owner.to_owned());
-                upload(io, &settings, inv, args, term).await
-            }
+            Ok(mut settings) => match lease_owner(io).await {
+                Ok(owner) => {
+                    settings.lease_owner = Some(owner);
+                    upload(io, &settings, inv, args, term).await
+                }
+                Err(e) => {
+                    term.say(&format!("error: cannot write in the checkpoint directory: {e}"));
+                    Exit::Storage
+                }
+            },
         },
     }
 }
@@ -287,16 +311,18 @@ async fn upload<I: Io>(io: &I, settings: &Settings, inv: &Invocation, args: &Upl
             return Exit::of_code(&code, false);
         }
     };
+    // As the status shows it: a presigned URL's query is a credential, never printed.
+    let shown = upload::display_source(&spec.source);
     let (up, created) = match engine::create(io, settings, spec).await {
         Ok(found) => found,
-        Err(e) => return failed(term, &format!("cannot start the upload of {}", args.source), &e),
+        Err(e) => return failed(term, &format!("cannot start the upload of {shown}"), &e),
     };
     let id = up.id.clone();
     if created {
-        term.say(&format!("upload {id}: {} ({}), new", args.source, bytes(up.identity.size)));
+        term.say(&format!("upload {id}: {shown} ({}), new", bytes(up.identity.size)));
         cancel_changed(io, &up, term).await;
     } else {
-        term.say(&format!("upload {id}: {} resumed: {}", args.source, progress_words(&up)));
+        term.say(&format!("upload {id}: {shown} resumed: {}", progress_words(&up)));
     }
     let rate = Rate { started: io.now(), first: (up.hashed_bytes(), up.uploaded_bytes()) };
     let mut errors_in_a_row = 0u32;

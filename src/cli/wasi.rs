@@ -6,7 +6,7 @@ use super::args::{self, Command, Env, HELP};
 use super::dir_store::DirStore;
 use super::exit::Exit;
 use super::run::{self, Terminal};
-use crate::engine::{Io as _, IoError};
+use crate::engine::IoError;
 use crate::wasi_platform::{KeyValue, WasiIo};
 use std::cell::Cell;
 use std::io::Write as _;
@@ -54,22 +54,6 @@ fn state_dir(inv: &args::Invocation, env: &Env) -> Result<String, String> {
     }
 }
 
-/// The lease owner of a checkpoint directory: made once, kept in the directory, so a
-/// run takes back at once what a killed run before it held.
-fn owner_of(io: &CliIo) -> Result<String, IoError> {
-    const KEY: &str = "vod-upload/owner";
-    if let Some(bytes) = io.store.get(KEY)? {
-        if let Ok(owner) = String::from_utf8(bytes) {
-            if !owner.is_empty() {
-                return Ok(owner);
-            }
-        }
-    }
-    let owner = format!("cli-{:08x}{:08x}", io.random(), io.random());
-    io.store.set(KEY, owner.as_bytes())?;
-    Ok(owner)
-}
-
 /// The command: reads its arguments and environment, runs, and says how it ended.
 pub fn main() -> i32 {
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -112,14 +96,7 @@ pub fn main() -> i32 {
     };
     let tag = wasi::random::random::get_random_u64();
     let io = CliIo { store: DirKv { store, writes: Cell::new(0), run_tag: tag } };
-    let owner = match owner_of(&io) {
-        Ok(owner) => owner,
-        Err(e) => {
-            term.say(&format!("error: cannot write in the checkpoint directory {dir}: {e}"));
-            return Exit::Storage.code();
-        }
-    };
-    let exit = spin_executor::run(run::run(&io, &inv, &env, &owner, &mut term));
+    let exit = spin_executor::run(run::run(&io, &inv, &env, &mut term));
     exit.code()
 }
 

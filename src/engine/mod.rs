@@ -76,6 +76,7 @@ pub async fn create<I: Io>(io: &I, settings: &Settings, spec: Spec) -> Result<(U
     let mut up = Upload::new(spec, identity, io.unix_now());
     up.stats.source_requests = up.spec.source.is_remote() as u64;
     let (existing, end) = load_raw(io, &up.id).await?;
+    let leftovers = existing.is_some() || end.is_some();
     match (existing, &end) {
         (Some(mut existing), Some(end @ Outcome::Done { .. })) => {
             existing.lay_outcome(end);
@@ -90,12 +91,17 @@ pub async fn create<I: Io>(io: &I, settings: &Settings, spec: Spec) -> Result<(U
         }
         _ => {}
     }
-    // Nothing, or a cancelled or removed upload of the same request: start afresh, the
-    // tombstone removed first so it does not fall on the new record.
-    let keys = io.kv_keys().await.map_err(storage)?;
-    let mut own = keys_of(&keys, &up.id);
-    own.reverse();
-    remove_keys(io, &own).await?;
+    // A cancelled or ended upload of the same request: start afresh, its keys (the
+    // tombstone among them) removed first so that they do not fall on the new record.
+    // With nothing there, nothing is removed: the keys a listing would show now are
+    // another creator's, who got here first (two storage events for one object, or two
+    // command-line runs at once), and removing them would pull its upload from under it.
+    if leftovers {
+        let keys = io.kv_keys().await.map_err(storage)?;
+        let mut own = keys_of(&keys, &up.id);
+        own.reverse();
+        remove_keys(io, &own).await?;
+    }
     io.kv_set(&checkpoint::record_key(&up.id), &up.encode()).await.map_err(storage)?;
     up.stats.kv_writes += 1;
     Ok((up, true))

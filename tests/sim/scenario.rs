@@ -340,13 +340,18 @@ pub fn run_seed_with(seed: u64, kills: Option<Kills>, webhook: bool) -> Result<R
 
 /// Runs a given scenario (the world's randomness still from `seed`).
 pub fn run_scenario(seed: u64, sc: &Scenario, kills: Option<Kills>) -> Result<Report, String> {
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drive(seed, sc, kills)));
-    match result {
+    caught(&format!("scenario: {sc:#?}"), || drive(seed, sc, kills))
+}
+
+/// Runs `drive`, a panic in it made a failure like the others; `what` (the case) is
+/// appended to either.
+pub fn caught<T>(what: &str, drive: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(drive)) {
         Ok(Ok(report)) => Ok(report),
-        Ok(Err(problems)) => Err(format!("{problems}\nscenario: {sc:#?}")),
+        Ok(Err(problems)) => Err(format!("{problems}\n{what}")),
         Err(panic) => {
-            let what = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
-            Err(format!("panic: {}\nscenario: {sc:#?}", what.unwrap_or_default()))
+            let message = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
+            Err(format!("panic: {}\n{what}", message.unwrap_or_default()))
         }
     }
 }

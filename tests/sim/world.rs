@@ -123,6 +123,9 @@ pub struct Watch {
     pub owed_since: Option<Duration>,
     /// When it dies (`Kills::Random`).
     pub kill_at: Option<Duration>,
+    /// Its first progress event since it last wrote its record (see
+    /// [`World::clock_from_progress`]).
+    pub first_progress: Option<Duration>,
 }
 
 /// Everything the simulation holds.
@@ -154,6 +157,11 @@ pub struct World {
     pub violations: RefCell<Vec<String>>,
     /// The checkpoint interval the engine runs with (for the redo bound).
     pub checkpoint_every: Cell<Duration>,
+    /// Whether the checkpoint interval counts from an invocation's first progress since
+    /// its last write, not from the write (or its start). For a process that calls the
+    /// engine round after round (the command-line uploader): each round's interval
+    /// starts with the round, after waits in which nothing was to be checkpointed.
+    pub clock_from_progress: Cell<bool>,
     /// Wall-clock origin: virtual time 0 is this Unix second.
     pub unix_origin: u64,
     /// `SIM_TRACE=1`: every call printed as it completes, for replaying a seed.
@@ -162,6 +170,9 @@ pub struct World {
     pub truth: RefCell<HashMap<String, Vec<u8>>>,
     /// Every part's true MD5 by (upload, part size), computed once.
     true_md5s: RefCell<HashMap<(String, u64), Vec<u8>>>,
+    /// Where and when each read of a source began (invocation, offset, time), for the reads made
+    /// while the invocation's upload was pending or hashing: what a run hashes.
+    pub hashing_reads: RefCell<Vec<(usize, u64, Duration)>>,
 }
 
 impl World {
@@ -185,10 +196,12 @@ impl World {
             watches: RefCell::new(Vec::new()),
             violations: RefCell::new(Vec::new()),
             checkpoint_every: Cell::new(Duration::ZERO),
+            clock_from_progress: Cell::new(false),
             unix_origin: 1_800_000_000,
             trace: std::env::var_os("SIM_TRACE").is_some(),
             truth: RefCell::new(HashMap::new()),
             true_md5s: RefCell::new(HashMap::new()),
+            hashing_reads: RefCell::new(Vec::new()),
         })
     }
 
@@ -267,8 +280,17 @@ impl World {
             last_read: String::new(),
             owed_since: None,
             kill_at: None,
+            first_progress: None,
         });
         w.len() - 1
+    }
+
+    /// Notes a read of a source at `offset` by `inv`, if its upload is being hashed.
+    fn note_read(&self, inv: Option<usize>, offset: u64) {
+        let Some(inv) = inv else { return };
+        if matches!(self.watches.borrow()[inv].phase, Some(State::Pending | State::Hashing)) {
+            self.hashing_reads.borrow_mut().push((inv, offset, self.now()));
+        }
     }
 
     fn killed(&self, inv: usize) -> bool {
@@ -342,7 +364,8 @@ impl World {
             ));
             return;
         }
-        if now.saturating_sub(w.last_commit) >= every {
+        let since = if self.clock_from_progress.get() { *w.first_progress.get_or_insert(now) } else { w.last_commit };
+        if now.saturating_sub(since) >= every {
             w.owed_since = Some(now);
         }
     }
@@ -442,6 +465,7 @@ impl World {
         if written {
             w.last_commit = self.now();
             w.owed_since = None;
+            w.first_progress = None;
         }
     }
 
@@ -754,6 +778,11 @@ impl Io for SimIo {
             let mut rng = self.world.rng.borrow_mut();
             self.world.service.borrow_mut().handle(&request, unix, &mut rng)
         } else {
+            if !self.world.dead(self.inv) {
+                let range = vod_uploader::source::header(&request.headers, "range");
+                let from = range.and_then(|r| r.strip_prefix("bytes=")).and_then(|r| r.split('-').next()).and_then(|n| n.parse().ok());
+                self.world.note_read(self.inv, from.unwrap_or(0));
+            }
             let mut rng = self.world.rng.borrow_mut();
             match self.world.sources.borrow_mut().get_mut(&request.url) {
                 Some(source) => source.handle(&request, now, &mut rng),
@@ -925,6 +954,7 @@ impl Io for SimIo {
         self.world.io(self.inv, || format!("read file {path} at {offset} len {len}"));
         let bytes = self.kv_call(false, |w| w.sources.borrow().get(path).map(|s| s.read(w.now(), offset, len))).await;
         let bytes = bytes.ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"))?;
+        self.world.note_read(self.inv, offset);
         if let Some(inv) = self.inv {
             if matches!(self.world.watches.borrow()[inv].phase, Some(State::Pending | State::Hashing)) && !bytes.is_empty() {
                 self.world.progress(inv, "a local chunk hashed");
