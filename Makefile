@@ -7,7 +7,7 @@ WASM := target/$(WASM_TARGET)/release/vod_uploader.wasm
 # The command-line uploader, a command component (`make wasm`).
 CLI_WASM := target/vod-upload.wasm
 
-.PHONY: setup wasm demo test bench bench-vod clean
+.PHONY: setup wasm demo test test-wasmtime bench bench-vod clean
 
 # Ensures the wasm target; remembers which toolchain directory builds wasm (empty for
 # rustup's, /usr/bin for the offline fallback) in target/.wasm-path.
@@ -56,6 +56,20 @@ demo: wasm
 # Every test: the wasm build, then unit, property and end-to-end tests.
 test: wasm
 	$(CARGO) test --workspace
+
+# wasmtime 48's own CLI, from crates.io (`run` with wasi:http only; about 20 minutes
+# on 2 cores), for the tests below; WASMTIME=/path/to/wasmtime uses one you have.
+WASMTIME_VERSION := 48.0.8
+WASMTIME ?= target/wasmtime-cli/bin/wasmtime
+target/wasmtime-cli/bin/wasmtime:
+	$(CARGO) install wasmtime-cli --version $(WASMTIME_VERSION) --locked --root target/wasmtime-cli \
+		--target-dir target/wasmtime-cli-build --no-default-features \
+		--features run,cranelift,component-model,wasi-http,parallel-compilation,pooling-allocator,cache
+
+# The command-line uploader's end-to-end tests on the real `wasmtime run` instead of
+# host-sim's stand-in (make test runs them on the stand-in).
+test-wasmtime: wasm $(WASMTIME)
+	VOD_WASMTIME=$(abspath $(WASMTIME)) $(CARGO) test -p host-sim --test cli_wasm
 
 # The uploader's benchmarks (see README "Performance"); release build, JSON in target/bench.json.
 # The `hash` case also needs the hashing harness built natively with the sha1 crate's
