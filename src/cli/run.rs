@@ -258,22 +258,20 @@ struct Rate {
 }
 
 impl Rate {
-    fn line(&self, now: Duration, up: &Upload) -> String {
-        let size = up.identity.size.max(1);
-        let (hashed, uploaded) = (up.hashed_bytes(), up.uploaded_bytes());
+    /// The progress line of a file of `size` bytes, `hashed` and `uploaded` so far.
+    fn line(&self, now: Duration, size: u64, hashed: u64, uploaded: u64) -> String {
         let secs = now.saturating_sub(self.started).as_secs_f64().max(0.001);
-        let (phase, done, first) =
-            if hashed < up.identity.size { ("hashing", hashed, self.first.0) } else { ("uploading", uploaded, self.first.1) };
+        let (phase, done, first) = if hashed < size { ("hashing", hashed, self.first.0) } else { ("uploading", uploaded, self.first.1) };
         let rate = done.saturating_sub(first) as f64 / secs;
         // What is left of both passes, at this run's rate of the current one.
-        let left = 2 * up.identity.size - hashed.min(up.identity.size) - uploaded.min(up.identity.size);
+        let left = 2 * size - hashed.min(size) - uploaded.min(size);
         let eta = if rate > 0.0 { format!(", ETA {}", duration((left as f64 / rate) as u64)) } else { String::new() };
         format!(
             "{phase} {:>3}%  hashed {} / uploaded {} of {}  {}/s{eta}",
-            100 * done / size,
+            100 * done / size.max(1),
             bytes(hashed),
             bytes(uploaded),
-            bytes(up.identity.size),
+            bytes(size),
             bytes(rate as u64)
         )
     }
@@ -364,7 +362,7 @@ async fn upload<I: Io>(io: &I, settings: &Settings, inv: &Invocation, args: &Upl
             }
             _ => {}
         }
-        let line = rate.line(io.now(), &up);
+        let line = rate.line(io.now(), up.identity.size, up.hashed_bytes(), up.uploaded_bytes());
         if term.err_is_terminal {
             let _ = write!(term.err, "\r\x1b[2K{line}");
             let _ = term.err.flush();
@@ -416,6 +414,22 @@ mod tests {
             ("0 B".into(), "1023 B".into(), "1.5 KiB".into(), "300 MiB".into(), "5.0 GiB".into())
         );
         assert_eq!((duration(42), duration(187), duration(7500)), ("42s".into(), "3m07s".into(), "2h05m".into()));
+    }
+
+    #[test]
+    fn the_progress_line_says_phase_share_rate_and_eta() {
+        const MIB: u64 = 1 << 20;
+        // Resumed at 1 MiB hashed, 2 MiB more in 2 s: 1 MiB/s, 4 + 10 MiB left.
+        let rate = Rate { started: Duration::from_secs(10), first: (MIB, 0) };
+        let line = rate.line(Duration::from_secs(12), 10 * MIB, 3 * MIB, 0);
+        assert_eq!(line, "hashing  30%  hashed 3.0 MiB / uploaded 0 B of 10.0 MiB  1.0 MiB/s, ETA 17s");
+        // Hashed; the upload pass's own rate: 5 MiB in 5 s, 5 MiB left.
+        let rate = Rate { started: Duration::ZERO, first: (10 * MIB, 0) };
+        let line = rate.line(Duration::from_secs(5), 10 * MIB, 10 * MIB, 5 * MIB);
+        assert_eq!(line, "uploading  50%  hashed 10.0 MiB / uploaded 5.0 MiB of 10.0 MiB  1.0 MiB/s, ETA 5s");
+        // Nothing moved yet (another run holds the work): no rate, no ETA, no division by zero.
+        let line = rate.line(Duration::ZERO, 1, 0, 0);
+        assert_eq!(line, "hashing   0%  hashed 0 B / uploaded 0 B of 1 B  0 B/s");
     }
 
     #[test]
