@@ -328,6 +328,32 @@ async fn cancel_removes_every_key_and_stops_work() {
     assert!(engine::cancel(&io, &rec.id).await.unwrap().is_none());
 }
 
+/// The same request again after a cancel is a new upload of the same id: the cancel's
+/// tombstone goes first (else it would fall on the new record and cancel it too), and
+/// the new upload finishes.
+#[tokio::test]
+async fn the_same_request_after_a_cancel_starts_afresh_and_finishes() {
+    let env = env().await;
+    let (_, bytes) = env.file("again.mp4", 3 * HALF, 14);
+    let io = env.io();
+    let s = env.settings(Duration::from_secs(60));
+    let (rec, _) = env.create(&io, spec(env.url("again.mp4"), HALF)).await.unwrap();
+    engine::advance(&io, &s, &rec.id, now()).await.unwrap();
+    engine::cancel(&io, &rec.id).await.unwrap().unwrap();
+    let (again, created) = env.create(&io, spec(env.url("again.mp4"), HALF)).await.unwrap();
+    assert!(created, "a new upload");
+    assert_eq!((again.id.as_str(), again.state()), (rec.id.as_str(), State::Pending));
+    let mut up = again;
+    for _ in 0..20 {
+        up = engine::advance(&io, &s, &up.id, now()).await.unwrap().expect("the new upload is kept");
+        if up.state().is_final() {
+            break;
+        }
+    }
+    assert_eq!(up.state(), State::Done, "{:?}", up.error());
+    assert!(env.holds(up.file_id().unwrap(), &bytes).await);
+}
+
 #[tokio::test]
 async fn tick_advances_every_unfinished_upload() {
     let env = env().await;

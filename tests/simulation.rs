@@ -297,7 +297,7 @@ fn three_instances_share_one_upload_pass() {
 fn the_command_line_uploader_run_until_done() {
     use sim::cli::{run_cli, CliCase};
     use sim::world::Rng;
-    let (mut runs, mut kills, mut reads) = (0, 0, 0);
+    let (mut runs, mut kills, mut reads, mut after_checkpoints, mut cancels) = (0, 0, 0, 0, 0);
     let mut exits = std::collections::BTreeMap::new();
     for seed in 0..CLI_SEEDS {
         let case = CliCase::generate(&mut Rng::new(seed));
@@ -307,6 +307,8 @@ fn the_command_line_uploader_run_until_done() {
                 runs += report.runs;
                 kills += report.kills;
                 reads += report.hashing_reads;
+                after_checkpoints += report.reads_after_a_checkpoint;
+                cancels += report.cancels;
                 for (code, n) in report.exits {
                     *exits.entry(code).or_insert(0) += n;
                 }
@@ -314,7 +316,12 @@ fn the_command_line_uploader_run_until_done() {
             Err(e) => panic!("seed {seed}: {e}\nreplay: SIM_SEED={seed} cargo test --test simulation replay_cli -- --nocapture"),
         }
     }
-    println!("{CLI_SEEDS} cases: {runs} runs, {kills} killed, exits {exits:?}, {reads} hashing reads checked");
+    println!(
+        "{CLI_SEEDS} cases: {runs} runs, {kills} killed, {cancels} cancels between runs, exits {exits:?}, \
+         {reads} hashing reads checked ({after_checkpoints} by runs that started from a checkpoint)"
+    );
+    assert!(after_checkpoints >= 25, "too few reads by runs resuming from a checkpoint: {after_checkpoints}");
+    assert!(cancels >= 10, "too few cancels: {cancels}");
     assert!(kills >= CLI_SEEDS / 2, "too few kills: {kills}");
     assert!(exits.contains_key(&75) && exits.contains_key(&3), "no run exited 75 (retry later) or 3 (source changed): {exits:?}");
 }

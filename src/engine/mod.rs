@@ -76,7 +76,7 @@ pub async fn create<I: Io>(io: &I, settings: &Settings, spec: Spec) -> Result<(U
     let mut up = Upload::new(spec, identity, io.unix_now());
     up.stats.source_requests = up.spec.source.is_remote() as u64;
     let (existing, end) = load_raw(io, &up.id).await?;
-    let leftovers = existing.is_some() || end.is_some();
+    let had_record = existing.is_some();
     match (existing, &end) {
         (Some(mut existing), Some(end @ Outcome::Done { .. })) => {
             existing.lay_outcome(end);
@@ -91,17 +91,22 @@ pub async fn create<I: Io>(io: &I, settings: &Settings, spec: Spec) -> Result<(U
         }
         _ => {}
     }
-    // A cancelled or ended upload of the same request: start afresh, its keys (the
-    // tombstone among them) removed first so that they do not fall on the new record.
-    // With nothing there, nothing is removed: the keys a listing would show now are
-    // another creator's, who got here first (two storage events for one object, or two
-    // command-line runs at once), and removing them would pull its upload from under it.
-    if leftovers {
-        let keys = io.kv_keys().await.map_err(storage)?;
-        let mut own = keys_of(&keys, &up.id);
-        own.reverse();
-        remove_keys(io, &own).await?;
+    // Start afresh. A cancelled or ended upload of the same request had a record: its
+    // keys (the tombstone among them) go first, so that they do not fall on the new one.
+    // Without a record, what is left is an ended upload's tombstone and notification
+    // keys (a cancel leaves its tombstone alone; a removal can be cut short), and those
+    // go; any other key is another creator's that got here first (two runs of the
+    // command at once, two `POST /uploads` of one source), its record, leases and MD5 chunks,
+    // and stays: removing them would pull its upload from under it. (A stale lease
+    // only expires; a stale MD5 chunk is written again before any record counts it.)
+    let keys = io.kv_keys().await.map_err(storage)?;
+    let mut stale = keys_of(&keys, &up.id);
+    if !had_record {
+        let (end, notify) = (checkpoint::end_key(&up.id), checkpoint::notify_keys(&up.id));
+        stale.retain(|k| *k == end || notify.contains(k));
     }
+    stale.reverse();
+    remove_keys(io, &stale).await?;
     io.kv_set(&checkpoint::record_key(&up.id), &up.encode()).await.map_err(storage)?;
     up.stats.kv_writes += 1;
     Ok((up, true))

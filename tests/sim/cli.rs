@@ -14,7 +14,7 @@
 
 use super::model::{sha1_hex, SourceFile, VOD_HOST};
 use super::scenario::caught;
-use super::world::{run, Kills, Latency, Rng, SimIo, Task, World};
+use super::world::{block_on, run, Kills, Latency, Rng, SimIo, Task, World};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -49,28 +49,44 @@ pub struct CliCase {
     pub kill_rate: f64,
     /// `--max-wait`: longer retry waits end the run with 75.
     pub max_wait: u64,
+    /// Before this round, `vod-upload cancel ID` of the upload under way (then the
+    /// same `upload` must start it afresh and finish it).
+    pub cancel_in: Option<u32>,
 }
 
 impl CliCase {
     /// A case from a seed.
     pub fn generate(rng: &mut Rng) -> CliCase {
-        let size = rng.pick(&[1usize, 1 << 20, (1 << 20) + 1, 3 << 20, (9 << 20) + 7, 20 << 20]);
+        // Half of them over the read-once threshold (8 MiB), where hashing checkpoints.
+        let size = rng.pick(&[1usize, 1 << 20, (1 << 20) + 1, 3 << 20, (9 << 20) + 7, (9 << 20) + 7, 20 << 20, 20 << 20]);
         CliCase {
             size,
             local: rng.chance(0.4),
-            gap_ms: rng.pick(&[0u64, 2, 10]),
+            gap_ms: rng.pick(&[0u64, 2, 10, 10]),
             budget_ms: rng.pick(&[300u64, 1000, 5000]),
             twice: rng.pick(&[0.0, 0.0, 0.3]),
             faults: rng.pick(&[0.0, 0.0, 0.05, 0.15, 0.3]),
             change_in: rng.chance(0.2).then(|| rng.range(0, 4) as u32),
             kill_rate: rng.pick(&[0.0, 0.6, 0.9, 0.9]),
             max_wait: rng.pick(&[0u64, 3, 30]),
+            cancel_in: rng.chance(0.3).then(|| rng.range(1, 2) as u32),
         }
     }
 
     /// A small case for the sweep of kills at every I/O call.
     pub fn small(size: usize, local: bool) -> CliCase {
-        CliCase { size, local, gap_ms: 1, budget_ms: 300, twice: 0.0, faults: 0.0, change_in: None, kill_rate: 0.0, max_wait: 30 }
+        CliCase {
+            size,
+            local,
+            gap_ms: 1,
+            budget_ms: 300,
+            twice: 0.0,
+            faults: 0.0,
+            change_in: None,
+            kill_rate: 0.0,
+            max_wait: 30,
+            cancel_in: None,
+        }
     }
 }
 
@@ -82,9 +98,13 @@ pub struct CliReport {
     pub kills: u64,
     /// Exit codes of the runs that ended, and how many ended so.
     pub exits: BTreeMap<i32, u64>,
-    /// Reads of the source made while hashing (each checked against the checkpoint
-    /// its run started from).
+    /// Reads of the source made while hashing, each checked against the checkpoint
+    /// its run started from; and of those, the ones that started from a checkpoint
+    /// that held some bytes (where hashing again would show).
     pub hashing_reads: u64,
+    pub reads_after_a_checkpoint: u64,
+    /// `cancel ID` runs between upload runs.
+    pub cancels: u64,
     /// I/O calls of the runs (for the kill sweep).
     pub io_calls: u64,
 }
@@ -170,6 +190,14 @@ fn drive(seed: u64, case: &CliCase, kills: Kills) -> Result<CliReport, String> {
             world.sources.borrow_mut().get_mut(&name).expect("the source").change = Some((at, changed.clone()));
             contents.push(changed);
         }
+        if case.cancel_in == Some(round) {
+            if let Some((id, _, _)) = live_progress(&world, expected.len()) {
+                cancel(&world, &inv, &env, &id)?;
+                report.cancels += 1;
+                // The same command then starts the same id afresh, from nothing.
+                furthest = None;
+            }
+        }
         // What the checkpoints held as the round began: no run may hash below it.
         let start = live_progress(&world, expected.len());
         let from = start.as_ref().map_or(0, |(_, h, _)| *h);
@@ -213,6 +241,7 @@ fn drive(seed: u64, case: &CliCase, kills: Kills) -> Result<CliReport, String> {
             // (After a change, a run hashes the new content's upload from its start.)
             let before_change = |t: &Duration| changed_at.is_none_or(|at| *t < at);
             for (reader, offset, _) in world.hashing_reads.borrow().iter().filter(|(r, _, t)| r == w && before_change(t)) {
+                report.reads_after_a_checkpoint += u64::from(from > 0);
                 if *offset < from {
                     return Err(format!(
                         "round {round}: run {reader} hashed again from {offset}, below the checkpoint's {from} bytes it started from:\n{err}"
@@ -233,8 +262,9 @@ fn drive(seed: u64, case: &CliCase, kills: Kills) -> Result<CliReport, String> {
                         Exit::Ok => finished = Some(out.clone()),
                         // What the command says to do about these: run it again.
                         Exit::TryAgain | Exit::SourceChanged => {}
-                        // Another run at once may have cancelled it after a change.
-                        Exit::Failed if case.change_in.is_some() => {}
+                        // After a change, a run at once with this one (or just
+                        // before it) cancels the old upload this one was on.
+                        Exit::Failed if case.change_in.is_some_and(|c| (c..=c + 3).contains(&round)) && err.contains("cancelled") => {}
                         other => return Err(format!("round {round}: run {w} exited {other:?} ({}):\n{err}\n{out}", other.code())),
                     }
                 }
@@ -264,6 +294,30 @@ fn drive(seed: u64, case: &CliCase, kills: Kills) -> Result<CliReport, String> {
         world.advance_clock(Duration::from_millis(rng.range(1, 2000)));
     }
     Err(format!("no run exited 0 in 400 rounds: {report:?}"))
+}
+
+/// `vod-upload cancel ID`, as the user runs it between two uploads (not killed):
+/// exit 0, and the upload is gone but for its tombstone.
+fn cancel(world: &Rc<World>, upload: &args::Invocation, env: &Rc<Env>, id: &str) -> Result<(), String> {
+    let mut argv = vec!["cancel".to_owned(), id.to_owned()];
+    argv.extend(upload.state.iter().flat_map(|dir| ["--state".to_owned(), dir.clone()]));
+    let inv = args::parse(&argv).map_err(|u| format!("the cancel command line: {u}"))?;
+    let (world2, env) = (world.clone(), env.clone());
+    let (exit, err) = block_on(world, async move {
+        let io = SimIo { world: world2, inv: None };
+        let (mut out, mut err) = (Pipe::default(), Pipe::default());
+        let mut term = Terminal { out: &mut out, err: &mut err, err_is_terminal: false };
+        let exit = cli_run(&io, &inv, &env, &mut term).await;
+        let said = String::from_utf8_lossy(&err.0.borrow()).into_owned();
+        (exit, said)
+    });
+    if exit != Exit::Ok || !err.contains("cancelled") {
+        return Err(format!("cancel {id} exited {exit:?}: {err}"));
+    }
+    if world.kv.borrow().contains_key(&checkpoint::record_key(id)) {
+        return Err(format!("cancel {id} left its record"));
+    }
+    Ok(())
 }
 
 /// A run said done: its JSON names the file the service holds for one of the
