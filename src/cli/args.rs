@@ -198,7 +198,9 @@ pub fn parse(args: &[String]) -> Result<Invocation, Usage> {
     };
     let extra = |n: usize| -> Result<(), Usage> {
         match rest.get(n) {
-            Some(more) => Err(usage(format!("{command} takes {n} argument{}; {more:?} is one too many", if n == 1 { "" } else { "s" }))),
+            Some(more) => {
+                Err(usage(format!("{command} takes {n} argument{}; {:?} is one too many", if n == 1 { "" } else { "s" }, shown(more))))
+            }
             None => Ok(()),
         }
     };
@@ -224,12 +226,21 @@ pub fn parse(args: &[String]) -> Result<Invocation, Usage> {
             Command::Cancel(id.to_string())
         }
         "help" => Command::Help,
-        other => return Err(usage(format!("unknown command {other:?}: use upload, status, list or cancel"))),
+        other => return Err(usage(format!("unknown command {:?}: use upload, status, list or cancel", shown(other)))),
     };
     if let (Some(flag), false) = (upload_flags.first(), matches!(inv.command, Command::Upload(_))) {
         return Err(usage(format!("{flag} is an option of upload only")));
     }
     Ok(inv)
+}
+
+/// An argument as an error message shows it: a URL's query cut off, since a presigned
+/// URL's signature is a credential (an `upload` forgotten before one, two URLs given).
+fn shown(arg: &str) -> String {
+    match arg.split_once('?') {
+        Some((base, _)) if arg.contains("://") => format!("{base}?<redacted>"),
+        _ => arg.to_owned(),
+    }
 }
 
 /// The configuration from the environment, as `--env` passes it.
@@ -292,6 +303,12 @@ mod tests {
         assert!(err("list --tags a").contains("--tags is an option of upload only"));
         assert!(err("cancel").contains("needs the ID"));
         assert!(err("status a b").contains("one too many"));
+        // A presigned URL where it does not belong: named without its signature.
+        let url = "https://b.s3.amazonaws.com/clip.mp4?X-Amz-Signature=s3cr3t";
+        for line in [url.to_owned(), format!("upload {url} {url}")] {
+            let message = err(&line);
+            assert!(message.contains("clip.mp4?<redacted>") && !message.contains("s3cr3t"), "{message}");
+        }
     }
 
     #[test]
