@@ -31,7 +31,7 @@ fn cli_wasm() -> PathBuf {
 
 /// `host-sim wasmtime-run -S http --dir DIR::/data [--env ...] vod-upload.wasm ARGS`,
 /// with the simulator's credentials unless `credentials` is false. With `VOD_WASMTIME`
-/// set to a `wasmtime` 48 CLI (`make wasmtime-cli` builds one), that CLI's `run`
+/// set to a `wasmtime` 48 CLI (`make test-wasmtime` builds one and sets it), that CLI's `run`
 /// instead, with the same arguments: the tests then run on the real command line.
 fn command(dir: &Path, vod: SocketAddr, credentials: bool, args: &[&str]) -> tokio::process::Command {
     let mut cmd = match std::env::var_os("VOD_WASMTIME") {

@@ -42,6 +42,13 @@ pub enum Quirk {
     SilentFrom(u64),
 }
 
+/// The `Range: bytes=A-B` a request asks for (B inclusive), as the source model reads
+/// it: anything else is a request for the whole file.
+pub fn requested_range(request: &HttpRequest) -> Option<(u64, u64)> {
+    let (a, b) = header(&request.headers, "range")?.strip_prefix("bytes=")?.split_once('-')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
+}
+
 /// A source file: an object behind a URL, or a local file.
 #[derive(Debug, Clone)]
 pub struct SourceFile {
@@ -130,10 +137,7 @@ impl SourceFile {
                 return Self::status(412);
             }
         }
-        let range = header(&request.headers, "range").and_then(|r| {
-            let (a, b) = r.strip_prefix("bytes=")?.split_once('-')?;
-            Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?.saturating_add(1).min(size)))
-        });
+        let range = requested_range(request).map(|(a, b)| (a, b.saturating_add(1).min(size)));
         let mut headers = vec![("etag".to_owned(), etag)];
         let (status, start, end) = match range {
             Some((a, _)) if a >= size => {

@@ -285,12 +285,15 @@ impl World {
         w.len() - 1
     }
 
-    /// Notes a read of a source at `offset` by `inv`, if its upload is being hashed.
-    fn note_read(&self, inv: Option<usize>, offset: u64) {
-        let Some(inv) = inv else { return };
-        if matches!(self.watches.borrow()[inv].phase, Some(State::Pending | State::Hashing)) {
+    /// Notes a read of a source at `offset` by `inv`, if its upload is being hashed;
+    /// returns whether it is.
+    fn note_read(&self, inv: Option<usize>, offset: u64) -> bool {
+        let Some(inv) = inv else { return false };
+        let hashing = matches!(self.watches.borrow()[inv].phase, Some(State::Pending | State::Hashing));
+        if hashing {
             self.hashing_reads.borrow_mut().push((inv, offset, self.now()));
         }
+        hashing
     }
 
     fn killed(&self, inv: usize) -> bool {
@@ -779,9 +782,8 @@ impl Io for SimIo {
             self.world.service.borrow_mut().handle(&request, unix, &mut rng)
         } else {
             if !self.world.dead(self.inv) {
-                let range = vod_uploader::source::header(&request.headers, "range");
-                let from = range.and_then(|r| r.strip_prefix("bytes=")).and_then(|r| r.split('-').next()).and_then(|n| n.parse().ok());
-                self.world.note_read(self.inv, from.unwrap_or(0));
+                let from = super::model::requested_range(&request).map_or(0, |(a, _)| a);
+                self.world.note_read(self.inv, from);
             }
             let mut rng = self.world.rng.borrow_mut();
             match self.world.sources.borrow_mut().get_mut(&request.url) {
@@ -954,9 +956,8 @@ impl Io for SimIo {
         self.world.io(self.inv, || format!("read file {path} at {offset} len {len}"));
         let bytes = self.kv_call(false, |w| w.sources.borrow().get(path).map(|s| s.read(w.now(), offset, len))).await;
         let bytes = bytes.ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"))?;
-        self.world.note_read(self.inv, offset);
-        if let Some(inv) = self.inv {
-            if matches!(self.world.watches.borrow()[inv].phase, Some(State::Pending | State::Hashing)) && !bytes.is_empty() {
+        if let (true, Some(inv)) = (self.world.note_read(self.inv, offset), self.inv) {
+            if !bytes.is_empty() {
                 self.world.progress(inv, "a local chunk hashed");
             }
         }
