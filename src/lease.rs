@@ -88,13 +88,13 @@ impl Ranges {
 
     /// The parts of range `k` (empty past the end).
     pub fn parts(&self, k: u64) -> Range<u64> {
-        let start = (k * self.per_range).min(self.parts);
-        start..(start + self.per_range).min(self.parts)
+        let start = k.saturating_mul(self.per_range).min(self.parts);
+        start..start.saturating_add(self.per_range).min(self.parts)
     }
 
     /// The first part of range `k` not in `done`.
     pub fn first_missing(&self, done: &DoneParts, k: u64) -> Option<u64> {
-        self.parts(k).find(|&i| !done.contains(i))
+        done.first_missing_in(self.parts(k))
     }
 
     /// The ranges with a part not in `done`, starting from the one `seed` picks and

@@ -486,6 +486,24 @@ async fn permanent_source_errors_fail_at_once() {
     }
 }
 
+/// A source too large for the part count an upload may have is refused when it is
+/// asked for, naming its size and the most it may be; one at the limit is taken.
+#[tokio::test]
+async fn a_source_with_too_many_parts_is_refused_with_its_size() {
+    let env = quiet_env().await;
+    let io = env.io();
+    let max = vod_uploader::parts::MAX_PARTS * HALF;
+    let e = env.create(&io, spec(Source::Url(env.stack.gen_url(max + 1, 3)), HALF)).await.unwrap_err();
+    assert_eq!(e.code(), "invalid_source", "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("too large") && text.contains(&format!("{} bytes", max + 1)) && text.contains(&format!("at most {max} bytes")),
+        "{text}"
+    );
+    let (rec, created) = env.create(&io, spec(Source::Url(env.stack.gen_url(max, 3)), HALF)).await.unwrap();
+    assert_eq!((created, rec.state(), rec.identity.size), (true, State::Pending, max));
+}
+
 /// A failed upload is retried by asking for it again: it resumes from its checkpoint
 /// (it used to answer the failed record).
 #[tokio::test]

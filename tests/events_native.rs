@@ -137,6 +137,36 @@ async fn an_s3_event_uploads_the_private_object_once() {
     assert_eq!(held, (bytes2.len() as u64, sha1_hex(&bytes2)));
 }
 
+/// An event for an object too large to upload (5 TiB: more parts than an upload may
+/// have, at the 1 MiB parts events ask for) is refused with the object's size and
+/// the most it may be; no record is left that a later read would refuse.
+#[tokio::test]
+async fn an_event_for_an_object_too_large_says_so() {
+    let env = env().await;
+    let size = 5u64 << 40;
+    let r = env.event(&s3_event("vids", "huge.mp4", size, "abc")).await;
+    // Answered 200: a permanent refusal, which delivering again would not change.
+    assert_eq!(r.status, 200, "{}", r.body);
+    let refused = &r.body["refused"][0];
+    assert_eq!((refused["key"].as_str(), refused["error"]["code"].as_str()), (Some("huge.mp4"), Some("invalid_source")), "{}", r.body);
+    let message = refused["error"]["message"].as_str().unwrap();
+    assert!(message.contains("too large") && message.contains(&format!("{size} bytes")), "{message}");
+    let keys = SqliteKv::open(&env.stack.kv_file()).unwrap().keys().unwrap();
+    assert!(keys.is_empty(), "{keys:?}");
+
+    // In a batch, the refusal leaves the other objects' uploads to go on.
+    let (bytes, etag) = env.put("vids", "small.mp4", 200_000, 4);
+    let mut batch = s3_event("vids", "huge.mp4", size, "abc");
+    let small = s3_event("vids", "small.mp4", bytes.len() as u64, &etag)["Records"][0].clone();
+    batch["Records"].as_array_mut().unwrap().push(small);
+    let r = env.event(&batch).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(r.body["refused"][0]["key"], "huge.mp4");
+    let id = r.body["uploads"][0]["id"].as_str().unwrap().to_owned();
+    let status = env.status(&id).await;
+    assert_eq!(status["state"], "done", "{status}");
+}
+
 #[tokio::test]
 async fn an_event_for_an_overwritten_version_fails_source_changed() {
     let env = env().await;

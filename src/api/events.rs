@@ -160,6 +160,13 @@ async fn record<I: Io>(io: &I, config: &Config, format: &str, created: Vec<Objec
                     "location": format!("/uploads/{}", recorded.id),
                 }));
             }
+            // An object refused for good (too large) is listed with why, like a source
+            // refused above: delivering the event again would not change that, and the
+            // other objects of the batch are still recorded.
+            Err(problem) if !problem.retryable() => {
+                refused
+                    .push(json!({ "bucket": e.bucket, "key": e.key, "error": { "code": problem.code(), "message": problem.to_string() } }));
+            }
             // The sender delivers again: what was recorded is found again by its id.
             Err(e) => return (ApiResponse::from_error(&e), After::default()),
         }

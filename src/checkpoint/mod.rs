@@ -166,11 +166,13 @@ fn check(up: &Upload) -> Result<(), String> {
     if size == 0 {
         return Err("the source size is 0".into());
     }
-    let in_range = |name: &str, size: u64| {
-        if size == 0 || size > crate::protocol::MAX_PART_SIZE {
-            return Err(format!("{name} {size} is outside 1..={}", crate::protocol::MAX_PART_SIZE));
+    // A part size is checked with the part count it gives: a stored size and part size
+    // are input, and too many parts would make later uses of the record slow or large.
+    let in_range = |name: &str, part: u64| {
+        if part == 0 || part > crate::protocol::MAX_PART_SIZE {
+            return Err(format!("{name} {part} is outside 1..={}", crate::protocol::MAX_PART_SIZE));
         }
-        Ok(())
+        crate::parts::check_part_count(size, part).map_err(|e| format!("{name}: {e}"))
     };
     in_range("spec dataSize", up.spec.data_size)?;
     check_phase(&up.phase, size, &in_range, true)

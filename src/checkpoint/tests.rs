@@ -128,6 +128,9 @@ proptest! {
         if let Ok(u) = Upload::decode(&serde_json::to_vec(&value).unwrap()) {
             let _ = crate::upload::status(&u);
             let _ = u.uploading().map(|s| s.next_part(u.identity.size));
+            let _ = u.requests_left(64 << 20);
+            // What an invocation picks its work from: bounded by the part count.
+            let _ = u.uploading().map(|s| crate::lease::Ranges::new(s.layout(u.identity.size), 64 << 20).missing_from(&s.done, 7));
             let _ = u.md5s().map(|m| (m.layout(u.identity.size).count(), m.in_tail(m.count())));
             let mut u = u;
             u.retry();

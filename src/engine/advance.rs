@@ -4,7 +4,7 @@
 
 use super::io::{Advanced, Io};
 use super::notify::deliver_due;
-use super::read::probe;
+use super::read::probe_for;
 use super::records::{load_raw, settle};
 use super::run::Run;
 use super::settings::Settings;
@@ -144,7 +144,7 @@ impl<I: Io> Run<'_, I> {
                 State::Pending => {
                     if up.needs_probe() {
                         // Created from an event: the source as the store has it now.
-                        let identity = probe(self.io, self.s, &up.spec.source).await?;
+                        let identity = probe_for(self.io, self.s, &up.spec.source, up.spec.data_size).await?;
                         up.stats.source_requests += up.spec.source.is_remote() as u64;
                         up.probed(identity).map_err(SourceError::Changed)?;
                     }

@@ -8,6 +8,7 @@ use super::io::Io;
 use super::records::{load_raw, read_end, storage};
 use crate::checkpoint;
 use crate::error::Error;
+use crate::source::SourceError;
 use crate::upload::{EventOrigin, Outcome, Spec, State, Upload};
 
 /// An upload an event announced.
@@ -42,6 +43,12 @@ pub async fn record_event<I: Io>(io: &I, id: &str, spec: Spec, origin: EventOrig
     // No listing of the store's keys for leftovers: a removal takes the record first
     // and the outcome last, and what may be left between (MD5 chunks) was computed from
     // this same object version, so it is what the new record would store again.
+    // The event's size is the store's word: one too large is refused now, not stored
+    // as a record that every later read would refuse.
+    if let Some(size) = size {
+        crate::parts::check_part_count(size, spec.data_size)
+            .map_err(|e| SourceError::Invalid(format!("the object {} is too large to upload: {e}", origin.key)))?;
+    }
     let mut up = Upload::from_event(id.to_owned(), spec, origin, size, io.unix_now());
     up.stats.kv_writes += 1;
     io.kv_set(&checkpoint::record_key(id), &up.encode()).await.map_err(storage)?;

@@ -40,7 +40,7 @@ pub use io::{local, Advanced, Body, FileInfo, HttpRequest, HttpResponse, Io, IoE
 pub use leases::leases;
 pub use meter::{outbound_hour, sweep, HourUse, Metered, Usage};
 pub use notify::delivery;
-pub use read::probe;
+pub use read::probe_for;
 pub use records::{list, load, Listing};
 pub use settings::Settings;
 pub use tick::{tick, TickReport};
@@ -72,7 +72,7 @@ pub async fn cancel<I: Io>(io: &I, id: &str) -> Result<Option<Upload>, Error> {
 /// exists; returns the upload and whether it is new. A failed upload found this way is
 /// restarted from its last good checkpoint (the request is its retry).
 pub async fn create<I: Io>(io: &I, settings: &Settings, spec: Spec) -> Result<(Upload, bool), Error> {
-    let identity = probe(io, settings, &spec.source).await?;
+    let identity = probe_for(io, settings, &spec.source, spec.data_size).await?;
     let mut up = Upload::new(spec, identity, io.unix_now());
     up.stats.source_requests = up.spec.source.is_remote() as u64;
     let (existing, end) = load_raw(io, &up.id).await?;

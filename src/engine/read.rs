@@ -11,6 +11,15 @@ use crate::source::{self, Identity, Source, SourceError};
 use crate::upload::Upload;
 use std::rc::Rc;
 
+/// The source's identity, refused when the source is too large to upload in parts of
+/// `part_size` (more than [`crate::parts::MAX_PARTS`]).
+pub async fn probe_for<I: Io>(io: &I, settings: &Settings, source: &Source, part_size: u64) -> Result<Identity, Error> {
+    let identity = probe(io, settings, source).await?;
+    crate::parts::check_part_count(identity.size, part_size)
+        .map_err(|e| SourceError::Invalid(format!("the source is too large to upload: {e}")))?;
+    Ok(identity)
+}
+
 /// Learns a source's identity: a one-byte ranged GET for URLs and S3 objects, metadata
 /// for paths.
 pub async fn probe<I: Io>(io: &I, settings: &Settings, source: &Source) -> Result<Identity, Error> {

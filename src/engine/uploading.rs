@@ -80,6 +80,12 @@ impl<I: Io> Run<'_, I> {
             is_watermark: spec.is_watermark,
         });
         let answer = self.call(up, call, protocol::parse_init).await?;
+        if let protocol::InitAnswer::Resume { data_size, .. } = &answer {
+            // The service picks the part size of a session it resumes: one that cuts the
+            // file into too many parts is not an answer this upload can follow.
+            crate::parts::check_part_count(size, *data_size)
+                .map_err(|e| Error::VodTransport(format!("InitUpload answered part size {data_size}: {e}")))?;
+        }
         // Our MD5s of the listed parts, when they were computed for the session's parts.
         let mut ours = HashMap::new();
         if let Some(u) = up.uploading() {

@@ -124,6 +124,19 @@ impl DoneParts {
         (self.below < count).then_some(self.below)
     }
 
+    /// The first part of `parts` not uploaded. In logarithmic time, not part by part:
+    /// a session's part size is the service's choice, so a range may hold very many.
+    pub fn first_missing_in(&self, parts: std::ops::Range<u64>) -> Option<u64> {
+        let from = parts.start.max(self.below);
+        // Runs are apart, so the part after the run that holds `from` is missing.
+        let at = self.runs.partition_point(|&(start, _)| start <= from);
+        let first = match at.checked_sub(1).map(|i| self.runs[i]) {
+            Some((_, end)) if from < end => end,
+            _ => from,
+        };
+        (first < parts.end).then_some(first)
+    }
+
     /// Whether every part is below `count` (a stored value is checked, not trusted).
     pub fn fits(&self, count: u64) -> bool {
         self.below <= count && self.runs.last().is_none_or(|&(_, e)| e <= count)
@@ -168,6 +181,23 @@ mod tests {
             prop_assert!(d.runs.first().is_none_or(|r| r.0 > d.below));
             prop_assert_eq!(d.first_missing(200), order[upto..].iter().copied().min());
             prop_assert_eq!(serde_json::from_str::<DoneParts>(&serde_json::to_string(&d).unwrap()).unwrap(), d);
+        }
+
+        /// The first missing part of a range is the one a part-by-part search finds.
+        #[test]
+        fn first_missing_in_is_the_first_not_contained(
+            parts in prop::collection::vec(0u64..300, 0..150),
+            below in 0u64..40,
+            start in 0u64..320,
+            len in 0u64..60,
+        ) {
+            let mut d = DoneParts::all(below);
+            for &i in &parts { d.mark(i); }
+            let range = start..start + len;
+            prop_assert_eq!(d.first_missing_in(range.clone()), range.clone().find(|&i| !d.contains(i)));
+            // However large the range: no part-by-part walk (this would not end).
+            let huge = start..u64::MAX;
+            prop_assert_eq!(d.first_missing_in(huge), (start..start + 400).find(|&i| !d.contains(i)));
         }
 
         /// Merging two views holds exactly the parts of either, in canonical form

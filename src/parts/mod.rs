@@ -9,6 +9,24 @@ mod done;
 pub use cutter::PartCutter;
 pub use done::DoneParts;
 
+/// The most parts an upload may have: 2 TiB in the 512 KiB parts the service is asked
+/// for, 4 TiB in 1 MiB parts. It bounds what one upload stores (16 bytes of MD5 per
+/// part) and the work of reading a stored record, which is input like any other.
+pub const MAX_PARTS: u64 = 1 << 22;
+
+/// Whether a file of `file_size` bytes in parts of `part_size` has at most
+/// [`MAX_PARTS`] parts; `Err` says why not.
+pub fn check_part_count(file_size: u64, part_size: u64) -> Result<(), String> {
+    let count = file_size.div_ceil(part_size.max(1));
+    if count > MAX_PARTS {
+        return Err(format!(
+            "{file_size} bytes in parts of {part_size} bytes are {count} parts, more than the {MAX_PARTS} an upload may have (at most {} bytes in parts of that size)",
+            MAX_PARTS.saturating_mul(part_size)
+        ));
+    }
+    Ok(())
+}
+
 /// A file cut into parts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Layout {
@@ -39,13 +57,23 @@ impl Layout {
 
     /// Where part `index` starts.
     pub fn offset(&self, index: u64) -> u64 {
-        index * self.part_size
+        // Saturating: an index read from a stored record may be far past the end.
+        index.saturating_mul(self.part_size)
     }
 
     /// The bytes of part `index`; empty past the end.
     pub fn range(&self, index: u64) -> Range<u64> {
         let start = self.offset(index).min(self.file_size);
-        start..(start + self.part_size).min(self.file_size)
+        start..start.saturating_add(self.part_size).min(self.file_size)
+    }
+
+    /// The bytes in parts `parts` together (the parts past the end count 0). In constant
+    /// time: a stored run of done parts may hold any number of them.
+    pub fn bytes(&self, parts: Range<u64>) -> u64 {
+        if parts.is_empty() {
+            return 0;
+        }
+        self.range(parts.end - 1).end - self.range(parts.start).start
     }
 
     /// The length of part `index` (0 past the end).
@@ -82,6 +110,14 @@ mod tests {
         assert!(Layout::new(0, 1).is_none() && Layout::new(1, 0).is_none());
     }
 
+    #[test]
+    fn part_count_bound() {
+        assert!(check_part_count(MAX_PARTS * 524_288, 524_288).is_ok());
+        let e = check_part_count(MAX_PARTS * 524_288 + 1, 524_288).unwrap_err();
+        assert!(e.contains("4194305 parts") && e.contains("at most 2199023255552 bytes"), "{e}");
+        assert!(check_part_count(u64::MAX, 1).is_err() && check_part_count(u64::MAX, 0).is_err());
+    }
+
     proptest! {
         #[test]
         fn parts_tile_the_file(
@@ -113,6 +149,22 @@ mod tests {
             prop_assert_eq!(l.range(last).end, size);
             prop_assert!(l.len(last) >= 1 && l.len(last) <= part);
             prop_assert_eq!(last * part + l.len(last), size);
+        }
+
+        /// `bytes` is the sum of the parts' lengths, and never overflows, whatever the
+        /// sizes and however far past the end the parts go.
+        #[test]
+        fn bytes_of_parts_is_the_sum_of_their_lengths(
+            size in prop_oneof![1u64..5000, Just(u64::MAX), any::<u64>()],
+            part in prop_oneof![1u64..9, Just(4u64 << 20), Just(u64::MAX)],
+            start in prop_oneof![0u64..40, any::<u64>()],
+            len in 0u64..40,
+        ) {
+            let l = Layout::new(size.max(1), part).unwrap();
+            let end = start.saturating_add(len);
+            prop_assert_eq!(l.bytes(start..end), (start..end).map(|i| l.len(i)).sum::<u64>());
+            prop_assert!(l.bytes(0..l.count()) == l.file_size());
+            prop_assert!(l.bytes(start..u64::MAX) <= l.file_size());
         }
     }
 }

@@ -23,8 +23,10 @@ impl Upload {
         match self.phase.active() {
             Phase::Uploading(u) => {
                 let l = u.layout(self.identity.size);
-                let below = if u.done.below == 0 { 0 } else { l.range(u.done.below - 1).end };
-                below + u.done.runs().iter().flat_map(|&(s, e)| s..e).map(|i| l.len(i)).sum::<u64>()
+                let runs = u.done.runs().iter().map(|&(s, e)| l.bytes(s..e));
+                // Saturating: the runs of a stored record are checked to fit the parts,
+                // so this is at most the file's size, but a sum never wraps.
+                runs.fold(l.bytes(0..u.done.below), u64::saturating_add)
             }
             Phase::Finishing(_) | Phase::Done(_) => self.identity.size,
             _ => 0,
