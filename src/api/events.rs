@@ -162,8 +162,10 @@ async fn record<I: Io>(io: &I, config: &Config, format: &str, created: Vec<Objec
             }
             // An object refused for good (too large) is listed with why, like a source
             // refused above: delivering the event again would not change that, and the
-            // other objects of the batch are still recorded.
-            Err(problem) if !problem.retryable() => {
+            // other objects of the batch are still recorded. Any other error (our own
+            // store: a record unreadable now may be readable after a fix) fails the
+            // batch, so that the sender delivers it again.
+            Err(problem @ crate::error::Error::Source(_)) if !problem.retryable() => {
                 refused
                     .push(json!({ "bucket": e.bucket, "key": e.key, "error": { "code": problem.code(), "message": problem.to_string() } }));
             }

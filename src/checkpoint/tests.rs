@@ -138,6 +138,22 @@ proptest! {
     }
 }
 
+/// An unfinished upload with more parts than an upload may have is refused when read,
+/// naming the count; an ended one (of an earlier release, say) is still read, so that it
+/// can be shown and removed.
+#[test]
+fn more_parts_than_an_upload_may_have() {
+    let part = 524_288;
+    let size = crate::parts::MAX_PARTS * part + 1;
+    let u = upload(size, part);
+    let e = Upload::decode(&u.encode()).unwrap_err().0;
+    assert!(e.contains("262145 parts"), "{e}");
+    let mut done = u.clone();
+    done.phase = Phase::Done(crate::upload::Done { file_id: "f".into(), url: "u".into(), file_sha: None, part_size: part, ended_at: 1 });
+    assert_eq!(Upload::decode(&done.encode()).unwrap(), done);
+    assert!(Upload::decode(&upload(size - 1, part).encode()).is_ok());
+}
+
 /// The case proptest once found (format 1's `md5Chunks` at `u64::MAX`: more MD5 chunks
 /// than parts, an overflow downstream), kept as a plain test of both formats.
 #[test]

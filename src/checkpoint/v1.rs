@@ -153,11 +153,7 @@ impl Record {
                 file_sha: sha()?,
                 md5s: self.md5s(),
                 part_size: self.part_size,
-                done: {
-                    let mut done = DoneParts::all(self.done_below);
-                    self.done_above.iter().for_each(|&i| done.mark(i));
-                    done
-                },
+                done: DoneParts::from_runs(self.done_below, self.done_above.iter().map(|&i| (i, i.saturating_add(1))).collect()),
                 session: self.session,
                 repairs: self.repairs,
                 opened: 0,

@@ -106,7 +106,8 @@ impl<'a, I: Io> Run<'a, I> {
     pub(crate) fn learn_rate(&self, up: &mut Upload, bytes: u64, took: Duration) {
         if bytes >= (4 << 20) && took > Duration::from_millis(50) {
             let rate = (bytes as f64 / took.as_secs_f64()) as u64;
-            up.read_rate = if up.read_rate == 0 { rate } else { (up.read_rate + rate) / 2 };
+            // The mean without the sum, which a stored rate (input) could overflow.
+            up.read_rate = if up.read_rate == 0 { rate } else { up.read_rate / 2 + rate / 2 + (up.read_rate & rate & 1) };
         }
     }
 

@@ -83,8 +83,10 @@ impl<I: Io> Run<'_, I> {
         if let protocol::InitAnswer::Resume { data_size, .. } = &answer {
             // The service picks the part size of a session it resumes: one that cuts the
             // file into too many parts is not an answer this upload can follow.
-            crate::parts::check_part_count(size, *data_size)
-                .map_err(|e| Error::VodTransport(format!("InitUpload answered part size {data_size}: {e}")))?;
+            // The service would answer the same again: the upload fails, saying why.
+            crate::parts::check_part_count(size, *data_size).map_err(|e| {
+                SourceError::Invalid(format!("the source is too large to upload in the service's parts of {data_size} bytes: {e}"))
+            })?;
         }
         // Our MD5s of the listed parts, when they were computed for the session's parts.
         let mut ours = HashMap::new();

@@ -87,10 +87,11 @@ pub(crate) async fn send_part<I: Io>(
 /// Largest answer read from the service. InitUpload's lists every part held, about 100
 /// bytes each (10 MiB for the 100,000 parts of a 50 GiB file in 512 KiB parts), and
 /// the session's part size, which decides their number, is the service's: so up to
-/// 128 bytes a byte of a small file, and at most 32 MiB.
+/// 128 bytes a byte of a small file, and at most 128 bytes for each of the most parts
+/// an upload may have (32 MiB).
 fn max_answer(call: &Call) -> usize {
     match call {
-        Call::InitUpload(p) => (64 << 10) + 128 * p.file_size.min(1 << 18) as usize,
+        Call::InitUpload(p) => (64 << 10) + 128 * p.file_size.min(crate::parts::MAX_PARTS) as usize,
         _ => 64 << 10,
     }
 }

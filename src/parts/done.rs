@@ -34,14 +34,8 @@ impl From<Stored> for DoneParts {
     /// Any list is taken in: runs out of order, overlapping or empty are put right
     /// (a stored record is input, checked by [`DoneParts::fits`] before use).
     fn from(s: Stored) -> DoneParts {
-        let mut done = DoneParts { below: s.below, runs: Vec::new() };
-        for i in s.above {
-            done.mark(i);
-        }
-        for [start, end] in s.runs {
-            done.add(start, end);
-        }
-        done
+        let parts = s.above.into_iter().map(|i| (i, i.saturating_add(1)));
+        DoneParts::from_runs(s.below, parts.chain(s.runs.into_iter().map(|[start, end]| (start, end))).collect())
     }
 }
 
@@ -55,6 +49,19 @@ impl DoneParts {
     /// Every one of `count` parts.
     pub fn all(count: u64) -> DoneParts {
         DoneParts { below: count, runs: Vec::new() }
+    }
+
+    /// Every part below `below` and in `runs` (half-open, in any order, overlapping or
+    /// empty: a stored list is input). Sorted first, so that each run joins the end and
+    /// any list is taken in n log n, not in n² (a list in descending order would move
+    /// every run at each step).
+    pub fn from_runs(below: u64, mut runs: Vec<(u64, u64)>) -> DoneParts {
+        runs.sort_unstable();
+        let mut done = DoneParts { below, runs: Vec::with_capacity(runs.len().min(1024)) };
+        for (start, end) in runs {
+            done.add(start, end);
+        }
+        done
     }
 
     /// Whether part `index` is uploaded.
@@ -167,6 +174,19 @@ mod tests {
         assert!(!DoneParts::all(5).fits(4) && DoneParts::all(5).fits(5) && !d.fits(9) && d.fits(10));
     }
 
+    /// The most parts an upload may have, stored one by one in descending order with
+    /// gaps (the worst order for inserting into sorted runs), are read in one pass:
+    /// inserted as listed, each would move every run before it.
+    #[test]
+    fn a_long_stored_list_in_descending_order() {
+        let n = crate::parts::MAX_PARTS;
+        let above: Vec<u64> = (0..n / 2).rev().map(|i| 2 * i + 1).collect();
+        let json = serde_json::json!({ "below": 0, "above": above }).to_string();
+        let d: DoneParts = serde_json::from_str(&json).unwrap();
+        assert_eq!((d.count(), d.runs.len() as u64, d.first_missing(n)), (n / 2, n / 2, Some(0)));
+        assert!(d.contains(n - 1) && !d.contains(n - 2));
+    }
+
     proptest! {
         /// Marking parts done in any order counts each part once and holds exactly
         /// them, in canonical form.
@@ -198,6 +218,18 @@ mod tests {
             // However large the range: no part-by-part walk (this would not end).
             let huge = start..u64::MAX;
             prop_assert_eq!(d.first_missing_in(huge), (start..start + 400).find(|&i| !d.contains(i)));
+        }
+
+        /// A stored list in any order is taken in as marking its parts one by one.
+        #[test]
+        fn from_runs_is_marking_in_any_order(below in 0u64..20, runs in prop::collection::vec((0u64..300, 0u64..8), 0..80)) {
+            let mut one_by_one = DoneParts::all(below);
+            for &(s, n) in &runs { for i in s..s + n { one_by_one.mark(i); } }
+            let runs: Vec<_> = runs.iter().map(|&(s, n)| (s, s + n)).collect();
+            prop_assert_eq!(DoneParts::from_runs(below, runs.clone()), one_by_one.clone());
+            let mut reversed = runs;
+            reversed.reverse();
+            prop_assert_eq!(DoneParts::from_runs(below, reversed), one_by_one);
         }
 
         /// Merging two views holds exactly the parts of either, in canonical form

@@ -9,10 +9,12 @@ mod done;
 pub use cutter::PartCutter;
 pub use done::DoneParts;
 
-/// The most parts an upload may have: 2 TiB in the 512 KiB parts the service is asked
-/// for, 4 TiB in 1 MiB parts. It bounds what one upload stores (16 bytes of MD5 per
-/// part) and the work of reading a stored record, which is input like any other.
-pub const MAX_PARTS: u64 = 1 << 22;
+/// The most parts an upload may have: 128 GiB in the 512 KiB parts the service may be
+/// asked for, 256 GiB in 1 MiB parts. As many as one InitUpload answer that lists them
+/// all can hold (the engine reads at most 32 MiB of it), so that a session can always
+/// be resumed from the service's word; it also bounds what one upload stores (16 bytes
+/// of MD5 per part) and the work of reading a stored record, which is input.
+pub const MAX_PARTS: u64 = 1 << 18;
 
 /// Whether a file of `file_size` bytes in parts of `part_size` has at most
 /// [`MAX_PARTS`] parts; `Err` says why not.
@@ -114,7 +116,7 @@ mod tests {
     fn part_count_bound() {
         assert!(check_part_count(MAX_PARTS * 524_288, 524_288).is_ok());
         let e = check_part_count(MAX_PARTS * 524_288 + 1, 524_288).unwrap_err();
-        assert!(e.contains("4194305 parts") && e.contains("at most 2199023255552 bytes"), "{e}");
+        assert!(e.contains("262145 parts") && e.contains("at most 137438953472 bytes"), "{e}");
         assert!(check_part_count(u64::MAX, 1).is_err() && check_part_count(u64::MAX, 0).is_err());
     }
 

@@ -98,13 +98,16 @@ impl Uploading {
                 self.done = DoneParts::default();
                 let layout = self.layout(size);
                 let fit = self.md5s_fit(size);
+                let mut held = Vec::new();
                 for listed in parts {
                     let Some(index) = layout.index_at(listed.offset) else { continue };
                     let ours = if fit { our_md5(index).map(|m| crate::hex::encode(&m)) } else { None };
                     if listed.size == layout.len(index) && ours.is_some() && ours == listed.md5 {
-                        self.done.mark(index);
+                        held.push((index, index + 1));
                     }
                 }
+                // In order, whatever order the service lists them in (see `from_runs`).
+                self.done = DoneParts::from_runs(0, held);
             }
         }
         None
