@@ -42,16 +42,40 @@ impl IoError {
 
 impl fmt::Display for IoError {
     /// The error and each of its causes, `: `-separated (a transport error's cause is
-    /// often the useful part: "connection refused").
+    /// often the useful part: "connection refused"), with any URL's query redacted: a
+    /// platform's words are not ours, some quote the URL they failed on, and a presigned
+    /// URL's query is a credential. Every message built from an I/O error (an upload's
+    /// error, a log line, the command's output) goes through here.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)?;
+        let mut text = self.0.to_string();
         let mut cause = self.0.source();
         while let Some(c) = cause {
-            write!(f, ": {c}")?;
+            text.push_str(": ");
+            text.push_str(&c.to_string());
             cause = c.source();
         }
-        Ok(())
+        f.write_str(&redact_queries(&text))
     }
+}
+
+/// `text` with the query of every URL in it (from `?` to the URL's end: whitespace, a
+/// quote or an angle bracket) replaced by `<redacted>`.
+pub fn redact_queries(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let end = rest[at..].find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | '`')).map_or(rest.len(), |e| at + e);
+        match rest[at..end].find('?') {
+            Some(q) => {
+                out.push_str(&rest[..at + q]);
+                out.push_str("?<redacted>");
+            }
+            None => out.push_str(&rest[..end]),
+        }
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 impl fmt::Debug for IoError {
@@ -80,5 +104,34 @@ impl From<String> for IoError {
 impl From<&str> for IoError {
     fn from(message: &str) -> IoError {
         IoError::msg(message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn url_queries_in_platform_words_are_redacted() {
+        let e = IoError::msg("error sending request for url (https://b.s3.amazonaws.com/k.mp4?X-Amz-Signature=abc&X-Amz-Credential=AKIA)");
+        assert_eq!(e.to_string(), "error sending request for url (https://b.s3.amazonaws.com/k.mp4?<redacted>");
+        assert_eq!(
+            redact_queries("GET 'http://a/x?s=1' then http://b/y?t=2 failed"),
+            "GET 'http://a/x?<redacted>' then http://b/y?<redacted> failed"
+        );
+        for plain in ["connection refused", "http://a/x failed", "bad ? mark", "://?"] {
+            assert_eq!(redact_queries(plain), plain.replace("://?", "://?<redacted>"));
+        }
+    }
+
+    proptest! {
+        /// No character of a URL's query survives, whatever is around it.
+        #[test]
+        fn no_query_survives(before in "[ -~]{0,20}", query in "[!-~&&[^\"'<>`]]{1,30}", after in "( [ -~]{0,20})?") {
+            let text = format!("{before}https://h.example/p?QQ{query}{after}");
+            let shown = IoError::msg(text.as_str()).to_string();
+            prop_assert!(!shown.contains(&format!("QQ{query}")), "{shown}");
+        }
     }
 }

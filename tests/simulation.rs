@@ -297,7 +297,7 @@ fn three_instances_share_one_upload_pass() {
 fn the_command_line_uploader_run_until_done() {
     use sim::cli::{run_cli, CliCase};
     use sim::world::Rng;
-    let (mut runs, mut kills, mut reads, mut after_checkpoints, mut cancels) = (0, 0, 0, 0, 0);
+    let (mut runs, mut kills, mut reads, mut after_checkpoints, mut cancels, mut full) = (0, 0, 0, 0, 0, 0);
     let mut exits = std::collections::BTreeMap::new();
     for seed in 0..CLI_SEEDS {
         let case = CliCase::generate(&mut Rng::new(seed));
@@ -309,6 +309,7 @@ fn the_command_line_uploader_run_until_done() {
                 reads += report.hashing_reads;
                 after_checkpoints += report.reads_after_a_checkpoint;
                 cancels += report.cancels;
+                full += report.full_disk_exits;
                 for (code, n) in report.exits {
                     *exits.entry(code).or_insert(0) += n;
                 }
@@ -317,9 +318,10 @@ fn the_command_line_uploader_run_until_done() {
         }
     }
     println!(
-        "{CLI_SEEDS} cases: {runs} runs, {kills} killed, {cancels} cancels between runs, exits {exits:?}, \
-         {reads} hashing reads checked ({after_checkpoints} by runs that started from a checkpoint)"
+        "{CLI_SEEDS} cases: {runs} runs, {kills} killed, {cancels} cancels between runs, {full} runs on a full disk (exit 74), \
+         exits {exits:?}, {reads} hashing reads checked ({after_checkpoints} by runs that started from a checkpoint)"
     );
+    assert!(full >= 20, "too few runs on a full disk: {full}");
     assert!(after_checkpoints >= 25, "too few reads by runs resuming from a checkpoint: {after_checkpoints}");
     assert!(cancels >= 10, "too few cancels: {cancels}");
     assert!(kills >= CLI_SEEDS / 2, "too few kills: {kills}");

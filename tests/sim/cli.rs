@@ -2,14 +2,15 @@
 //! commands ([`vod_uploader::cli::run`]) over the simulated checkpoint store, source
 //! and service, run again and again as a user or a cron job runs it after a kill,
 //! sometimes two runs at once on one checkpoint directory (which share its lease
-//! owner), with service faults, a source changed between runs, and kills at any I/O
-//! call. What must hold:
+//! owner), with service faults, a source changed between runs, a round on a full disk
+//! (every write of a checkpoint fails), and kills at any I/O call. What must hold:
 //!
 //! - the runs end with exit 0 and the service holds the source's bytes, as the last
 //!   run's JSON says;
 //! - no run hashes again bytes a checkpoint already held when it started;
 //! - what the checkpoints say was hashed and uploaded never steps back;
 //! - no run prints a secret (the secret key, a presigned URL's signature);
+//! - a run on a full disk exits 74 and says what failed; the next resumes;
 //! - every check of the world (records, MD5s, the state graph) holds.
 
 use super::model::{sha1_hex, SourceFile, VOD_HOST};
@@ -52,6 +53,9 @@ pub struct CliCase {
     /// Before this round, `vod-upload cancel ID` of the upload under way (then the
     /// same `upload` must start it afresh and finish it).
     pub cancel_in: Option<u32>,
+    /// In this round the checkpoint directory's disk is full: every write fails. The
+    /// runs exit 74, and the next round resumes from the last checkpoint written.
+    pub full_in: Option<u32>,
 }
 
 impl CliCase {
@@ -70,6 +74,7 @@ impl CliCase {
             kill_rate: rng.pick(&[0.0, 0.6, 0.9, 0.9]),
             max_wait: rng.pick(&[0u64, 3, 30]),
             cancel_in: rng.chance(0.3).then(|| rng.range(1, 2) as u32),
+            full_in: rng.chance(0.3).then(|| rng.range(0, 2) as u32),
         }
     }
 
@@ -86,6 +91,7 @@ impl CliCase {
             kill_rate: 0.0,
             max_wait: 30,
             cancel_in: None,
+            full_in: None,
         }
     }
 }
@@ -107,6 +113,8 @@ pub struct CliReport {
     pub cancels: u64,
     /// I/O calls of the runs (for the kill sweep).
     pub io_calls: u64,
+    /// Runs that exited 74 on a full disk.
+    pub full_disk_exits: u64,
 }
 
 /// Standard output or error of one run, kept as it is written (a killed run's too).
@@ -202,6 +210,10 @@ fn drive(seed: u64, case: &CliCase, kills: Kills) -> Result<CliReport, String> {
         let start = live_progress(&world, expected.len());
         let from = start.as_ref().map_or(0, |(_, h, _)| *h);
         let n = if rng.chance(case.twice) { 2 } else { 1 };
+        let full = case.full_in == Some(round);
+        if full {
+            *world.failing_writes.borrow_mut() = Some((String::new(), u32::MAX));
+        }
         let ended = Rc::new(RefCell::new(Vec::new()));
         let mut runs = Vec::new();
         let mut tasks = Vec::new();
@@ -225,6 +237,7 @@ fn drive(seed: u64, case: &CliCase, kills: Kills) -> Result<CliReport, String> {
         }
         let calls_before = world.calls.get();
         run(&world, tasks, Duration::from_secs(24 * 3600));
+        *world.failing_writes.borrow_mut() = None;
         report.io_calls += world.calls.get() - calls_before;
         report.runs += n as u64;
         if !world.violations.borrow().is_empty() {
@@ -262,6 +275,8 @@ fn drive(seed: u64, case: &CliCase, kills: Kills) -> Result<CliReport, String> {
                         Exit::Ok => finished = Some(out.clone()),
                         // What the command says to do about these: run it again.
                         Exit::TryAgain | Exit::SourceChanged => {}
+                        // A full disk: the run says the directory cannot be written.
+                        Exit::Storage if full && err.contains("refused to write") => report.full_disk_exits += 1,
                         // After a change, a run at once with this one (or just
                         // before it) cancels the old upload this one was on.
                         Exit::Failed if case.change_in.is_some_and(|c| (c..=c + 3).contains(&round)) && err.contains("cancelled") => {}
