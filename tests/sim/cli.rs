@@ -9,7 +9,8 @@
 //!   run's JSON says;
 //! - no run hashes again bytes a checkpoint already held when it started;
 //! - what the checkpoints say was hashed and uploaded never steps back;
-//! - no run prints a secret (the secret key, a presigned URL's signature);
+//! - no run prints a secret (the secret key, a presigned URL's signature, a signed VOD
+//!   request's `Signature`, which some transport errors quote);
 //! - a run on a full disk exits 74 and says what failed; the next resumes;
 //! - every check of the world (records, MD5s, the state graph) holds.
 
@@ -246,7 +247,7 @@ fn drive(seed: u64, case: &CliCase, kills: Kills) -> Result<CliReport, String> {
         let mut finished = None;
         for (w, out, err) in &runs {
             let (out, err) = (String::from_utf8_lossy(&out.0.borrow()).into_owned(), String::from_utf8_lossy(&err.0.borrow()).into_owned());
-            for secret in [SECRET_KEY, URL_SECRET] {
+            for secret in [SECRET_KEY, URL_SECRET, "Signature="] {
                 if out.contains(secret) || err.contains(secret) {
                     return Err(format!("round {round}: run {w} printed {secret:?}:\n{err}\n{out}"));
                 }
@@ -272,6 +273,8 @@ fn drive(seed: u64, case: &CliCase, kills: Kills) -> Result<CliReport, String> {
                 Some(exit) => {
                     *report.exits.entry(exit.code()).or_default() += 1;
                     match exit {
+                        // Nothing can end done without writing its outcome.
+                        Exit::Ok if full => return Err(format!("round {round}: run {w} exited 0 on a full disk:\n{err}\n{out}")),
                         Exit::Ok => finished = Some(out.clone()),
                         // What the command says to do about these: run it again.
                         Exit::TryAgain | Exit::SourceChanged => {}

@@ -814,7 +814,9 @@ impl Io for SimIo {
         });
         let answer = match delivery {
             Delivery::Answer(a) => a,
-            Delivery::Dropped => return Err("connection reset by peer".into()),
+            // As some HTTP clients say it, quoting the URL (a presigned one's query with
+            // it): what the engine and the command show of it must not.
+            Delivery::Dropped => return Err(format!("error sending request for url ({}): connection reset by peer", request.url).into()),
             Delivery::Silence => return std::future::pending().await,
         };
         self.world.after(self.world.latency(self.world.latency.net_ms)).await;
