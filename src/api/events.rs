@@ -130,9 +130,7 @@ async fn record<I: Io>(io: &I, config: &Config, format: &str, created: Vec<Objec
         let source = match source_of(config, &e) {
             Ok(source) => source,
             Err(problem) => {
-                let problem = crate::error::Error::from(problem);
-                refused
-                    .push(json!({ "bucket": e.bucket, "key": e.key, "error": { "code": problem.code(), "message": problem.to_string() } }));
+                refused.push(refusal(&e, &crate::error::Error::from(problem)));
                 continue;
             }
         };
@@ -165,10 +163,7 @@ async fn record<I: Io>(io: &I, config: &Config, format: &str, created: Vec<Objec
             // other objects of the batch are still recorded. Any other error (our own
             // store: a record unreadable now may be readable after a fix) fails the
             // batch, so that the sender delivers it again.
-            Err(problem @ crate::error::Error::Source(_)) if !problem.retryable() => {
-                refused
-                    .push(json!({ "bucket": e.bucket, "key": e.key, "error": { "code": problem.code(), "message": problem.to_string() } }));
-            }
+            Err(problem @ crate::error::Error::Source(_)) if !problem.retryable() => refused.push(refusal(&e, &problem)),
             // The sender delivers again: what was recorded is found again by its id.
             Err(e) => return (ApiResponse::from_error(&e), After::default()),
         }
@@ -185,6 +180,11 @@ async fn record<I: Io>(io: &I, config: &Config, format: &str, created: Vec<Objec
         response.headers.push(("location".into(), format!("/uploads/{only}")));
     }
     (response, after)
+}
+
+/// An object refused for good, as the answer lists it under `refused`.
+fn refusal(e: &ObjectEvent, problem: &crate::error::Error) -> Value {
+    json!({ "bucket": e.bucket, "key": e.key, "error": { "code": problem.code(), "message": problem.to_string() } })
 }
 
 /// Where an announced object is read from: a blob URL the event gives (Azure); else,
